@@ -1,0 +1,3 @@
+from retriever.cli import main
+
+main()

@@ -1,0 +1,26 @@
+"""Output helpers shared by CLI commands: rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def emit(data: Any, as_json: bool, table: Table | None = None) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+    elif table is not None:
+        console.print(table)
+
+
+def metrics_table(title: str, metrics: dict[str, float]) -> Table:
+    table = Table(title=title)
+    for name in metrics:
+        table.add_column(name, justify="right")
+    table.add_row(*(f"{value:.4f}" for value in metrics.values()))
+    return table

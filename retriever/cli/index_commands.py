@@ -1,0 +1,132 @@
+"""``retriever index build|list|info``, ``retriever search`` and ``retriever eval``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from retriever.cli.common import emit, metrics_table
+from retriever.data import load_dataset
+from retriever.encoders import BiEncoder
+from retriever.evaluate import plot_roc, write_trec_run
+from retriever.index import index_root, list_indexes
+from retriever.pipeline import build_index, evaluate_index, open_index, retrieve
+
+index_app = typer.Typer(help="Build and inspect FAISS indexes.", no_args_is_help=True)
+
+DataOpt = typer.Option(..., "--data", "-d", help="Dataset name (on the data path) or BEIR folder.")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+ModelOpt = typer.Option(None, "--model", "-m", help="Model path or name; default: the one the index was built with.")
+
+
+@index_app.command("build")
+def build_command(
+    data: str = DataOpt,
+    name: str = typer.Option(..., "--name", "-n", help="Index name, saved under the index folder."),
+    model: str = typer.Option("default", "--model", "-m", help="Sentence-transformers model path or name."),
+    query_model: str | None = typer.Option(None, help="Separate query tower, if any."),
+    spec: str = typer.Option("Flat", help="FAISS factory string: Flat, HNSW32, IVF256,Flat, IVF256,PQ16 ..."),
+    root: Path | None = typer.Option(None, help="Index folder (default $RETRIEVER_INDEX_DIR or indexes/)."),
+    batch_size: int = typer.Option(64, min=1),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Encode a dataset's corpus and save a FAISS index."""
+    dataset = load_dataset(data)
+    encoder = BiEncoder.load(model, query_model=query_model, show_progress=True, batch_size=batch_size)
+    start = time.perf_counter()
+    index, manifest, path = build_index(dataset, encoder, name, spec=spec, root=root)
+    info = manifest.model_dump() | {"path": str(path), "seconds": round(time.perf_counter() - start, 2)}
+    table = Table(title=f"index '{name}'")
+    for key in ("path", "model_id", "dimension", "index_spec", "count", "seconds"):
+        table.add_row(key, str(info[key]))
+    emit(info, as_json, table)
+
+
+@index_app.command("list")
+def list_command(as_json: bool = JsonOpt) -> None:
+    """List the indexes under the index folder."""
+    names = list_indexes()
+    table = Table(title=f"indexes in {index_root()}")
+    table.add_column("name")
+    for name in names:
+        table.add_row(name)
+    emit(names, as_json, table)
+
+
+@index_app.command("info")
+def info_command(index: str = typer.Argument(..., help="Index name or path."), as_json: bool = JsonOpt) -> None:
+    """Show an index's manifest."""
+    from retriever.index.manifest import IndexManifest
+    from retriever.index.store import current_version_dir, resolve_index_dir
+
+    path = current_version_dir(resolve_index_dir(index)) / "manifest.json"
+    manifest = IndexManifest.model_validate_json(path.read_text()).model_dump()
+    table = Table(title=str(path))
+    for key, value in manifest.items():
+        table.add_row(key, str(value))
+    emit(manifest, as_json, table)
+
+
+def search_command(
+    query: list[str] = typer.Argument(..., help="One or more query texts."),
+    index: str = typer.Option(..., "--index", "-i", help="Index name or path."),
+    model: str | None = ModelOpt,
+    k: int = typer.Option(10, "--top-k", "-k", min=1, max=10000),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Search an index with free text."""
+    if any(not q.strip() for q in query):
+        raise typer.BadParameter("queries must not be empty")
+    encoder = BiEncoder.load(model) if model else None
+    faiss_index, manifest, encoder = open_index(index, encoder)
+    queries = {str(i): q for i, q in enumerate(query)}
+    run = retrieve(faiss_index, encoder, queries, k=k, ignore_identical_ids=False)
+    titles = _titles(manifest)
+    results = [
+        {"query": queries[qid], "hits": [{"id": d, "score": s, "title": titles.get(d, "")} for d, s in hits.items()]}
+        for qid, hits in run.items()
+    ]
+    for result in results if not as_json else []:
+        table = Table(title=result["query"])
+        for column in ("rank", "id", "score", "title"):
+            table.add_column(column)
+        for rank, hit in enumerate(result["hits"], 1):
+            table.add_row(str(rank), hit["id"], f"{hit['score']:.4f}", hit["title"][:80])
+        emit(None, False, table)
+    if as_json:
+        emit(results, True)
+
+
+def _titles(manifest) -> dict[str, str]:
+    """Titles from the dataset the index was built from, when it is still there."""
+    if manifest.data_source is None or not Path(manifest.data_source.path).is_dir():
+        return {}
+    dataset = load_dataset(manifest.data_source.path)
+    return {d: doc["title"] or doc["text"][:80] for d, doc in dataset.corpus.items()}
+
+
+def eval_command(
+    index: str = typer.Option(..., "--index", "-i", help="Index name or path."),
+    data: str = DataOpt,
+    split: str = typer.Option("test", help="train, dev or test (dev is held out of train when absent)."),
+    model: str | None = ModelOpt,
+    k: int = typer.Option(1000, "--depth", help="Retrieval depth for the run."),
+    run_file: Path | None = typer.Option(None, help="Write the run in TREC format here."),
+    roc_png: Path | None = typer.Option(None, "--roc", help="Write the ROC curve (AUC protocol) as a PNG."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Evaluate an index on a split: nDCG@10, MRR@10, R@100, MAP@100 and global/per-query AUC."""
+    dataset = load_dataset(data)
+    encoder = BiEncoder.load(model, show_progress=True) if model else None
+    faiss_index, manifest, encoder = open_index(index, encoder, show_progress=True)
+    report = evaluate_index(faiss_index, encoder, dataset, split=split, k=k)
+    if run_file:
+        write_trec_run(report.run, run_file, tag=manifest.name)
+    if roc_png and report.auc is not None:
+        plot_roc({manifest.name: (report.auc.labels, report.auc.scores)}, roc_png, title=f"{dataset.name} {split}")
+    title = f"{manifest.name} on {dataset.name}/{split} ({report.n_queries} queries)"
+    emit({"index": manifest.name, "dataset": dataset.name, "split": split, "metrics": report.metrics},
+         as_json, metrics_table(title, report.metrics))

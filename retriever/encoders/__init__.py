@@ -1,0 +1,19 @@
+"""Sentence-transformers encoders with fingerprints, an on-disk embedding cache, and two towers."""
+
+from retriever.encoders.bi_encoder import BiEncoder
+from retriever.encoders.cache import EmbeddingCache
+from retriever.encoders.text_encoder import (
+    DEFAULT_MODEL_ID,
+    TextEncoder,
+    load_sentence_transformer,
+    model_fingerprint,
+)
+
+__all__ = [
+    "BiEncoder",
+    "DEFAULT_MODEL_ID",
+    "EmbeddingCache",
+    "TextEncoder",
+    "load_sentence_transformer",
+    "model_fingerprint",
+]

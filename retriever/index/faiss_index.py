@@ -1,0 +1,128 @@
+"""A FAISS inner-product index over L2-normalised vectors, addressed by string document ids."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from retriever.errors import RetrieverError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchResult:
+    """Top-k hits per query: ``ids[i]`` and ``scores[i]`` are sorted by descending cosine."""
+
+    ids: list[list[str]]
+    scores: list[np.ndarray]
+
+
+def gpu_count() -> int:
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+class FaissIndex:
+    """``IndexIDMap2`` over a factory index; labels are int64 positions in :attr:`names`, never reused."""
+
+    def __init__(self, index: faiss.Index, names: list[str | None], spec: str, use_gpu: bool = True) -> None:
+        self.spec = spec
+        self.cpu_index = index
+        self.names = np.array(names, dtype=object)
+        self._labels = {name: label for label, name in enumerate(names) if name is not None}
+        self.index = self._to_gpu(index) if use_gpu else index
+
+    @classmethod
+    def create(cls, dimension: int, spec: str = "Flat", use_gpu: bool = True) -> FaissIndex:
+        try:
+            inner = faiss.index_factory(dimension, spec, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise RetrieverError(f"invalid FAISS index spec '{spec}': {str(exc).splitlines()[0][:160]}") from None
+        return cls(faiss.IndexIDMap2(inner), [], spec, use_gpu=use_gpu)
+
+    @staticmethod
+    def _to_gpu(index: faiss.Index) -> faiss.Index:
+        if gpu_count() == 0:
+            return index
+        try:
+            options = faiss.GpuMultipleClonerOptions()
+            options.shard = gpu_count() > 1
+            return faiss.index_cpu_to_all_gpus(index, options)
+        except (RuntimeError, AttributeError) as exc:  # e.g. HNSW has no GPU version
+            logger.info("keeping the index on the CPU: %s", str(exc).splitlines()[0][:120])
+            return index
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.index is not self.cpu_index
+
+    def to_cpu(self) -> faiss.Index:
+        """A CPU copy for saving (the GPU index is the live one when present)."""
+        return faiss.index_gpu_to_cpu(self.index) if self.on_gpu else self.cpu_index
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.index.d)
+
+    def __contains__(self, doc_id: str) -> bool:
+        return doc_id in self._labels
+
+    def _check_vectors(self, vectors: np.ndarray, n: int | None = None) -> np.ndarray:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
+            raise RetrieverError(f"expected vectors of shape (n, {self.dimension}), got {vectors.shape}")
+        if n is not None and len(vectors) != n:
+            raise RetrieverError(f"{len(vectors)} vectors for {n} ids")
+        return vectors
+
+    def add(self, doc_ids: list[str], vectors: np.ndarray) -> None:
+        """Insert or replace (upsert) documents; an untrained IVF index is trained on these vectors."""
+        vectors = self._check_vectors(vectors, len(doc_ids))
+        if len(set(doc_ids)) != len(doc_ids):
+            raise RetrieverError("duplicate document ids in one add")
+        existing = [d for d in doc_ids if d in self._labels]
+        if existing:
+            self.remove(existing)
+        if not self.index.is_trained:
+            logger.info("training %s on %d vectors", self.spec, len(vectors))
+            self.index.train(vectors)
+        start = len(self.names)
+        labels = np.arange(start, start + len(doc_ids), dtype=np.int64)
+        self.index.add_with_ids(vectors, labels)
+        self.names = np.concatenate([self.names, np.array(doc_ids, dtype=object)])
+        self._labels.update(zip(doc_ids, labels.tolist(), strict=True))
+
+    def remove(self, doc_ids: list[str]) -> int:
+        """Remove documents by id; unknown ids are ignored. Returns how many were removed."""
+        labels = np.array([self._labels[d] for d in doc_ids if d in self._labels], dtype=np.int64)
+        if labels.size == 0:
+            return 0
+        try:
+            removed = self.index.remove_ids(faiss.IDSelectorArray(labels.size, faiss.swig_ptr(labels)))
+        except RuntimeError:
+            raise RetrieverError(
+                f"index type '{self.spec}' does not support removing documents; rebuild it or use Flat or IVF"
+            ) from None
+        for name in self.names[labels].tolist():
+            self._labels.pop(name, None)
+        self.names[labels] = None
+        return int(removed)
+
+    def search(self, queries: np.ndarray, k: int) -> SearchResult:
+        """Exact or approximate top-``k`` by inner product; missing slots (k > size) are dropped."""
+        queries = self._check_vectors(queries)
+        if k <= 0:
+            raise RetrieverError(f"k must be positive, got {k}")
+        k = min(k, max(len(self), 1))
+        scores, labels = self.index.search(queries, k)
+        valid = labels >= 0
+        names = np.full(labels.shape, None, dtype=object)
+        names[valid] = self.names[labels[valid]]
+        ids = [row[mask].tolist() for row, mask in zip(names, valid, strict=True)]
+        return SearchResult(ids=ids, scores=[row[mask] for row, mask in zip(scores, valid, strict=True)])

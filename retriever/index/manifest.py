@@ -1,0 +1,37 @@
+"""The manifest written beside every index: what built it, from what, and when."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class DataSource(BaseModel):
+    dataset: str
+    path: str
+    sha256: str
+
+
+class IndexManifest(BaseModel):
+    format_version: int = 1
+    name: str
+    model_id: str
+    model_fingerprint: str
+    query_model_id: str | None = None
+    query_model_fingerprint: str | None = None
+    dimension: int
+    metric: str = "inner_product"
+    normalized: bool = True
+    index_spec: str = "Flat"
+    count: int = 0
+    data_source: DataSource | None = None
+    created_at: str = Field(default_factory=utc_now)
+    updated_at: str = Field(default_factory=utc_now)
+    version: str | None = None
+    adapter: dict[str, Any] | None = None

@@ -1,0 +1,121 @@
+"""Atomic, versioned index folders.
+
+Layout: ``<root>/<name>/CURRENT`` names the live version folder ``<root>/<name>/<version>/`` holding
+``index.faiss``, ``ids.json`` and ``manifest.json``. A save writes a hidden temporary folder, renames it
+into place and only then swaps ``CURRENT`` atomically, so a crash at any point leaves the previous
+version intact and loadable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import faiss
+
+from retriever.atomic import atomic_write_text, fsync_dir
+from retriever.errors import IndexMismatchError, IndexNotFoundError, RetrieverError
+from retriever.index.faiss_index import FaissIndex
+from retriever.index.manifest import IndexManifest, utc_now
+
+logger = logging.getLogger(__name__)
+
+INDEX_DIR_ENV = "RETRIEVER_INDEX_DIR"
+KEEP_VERSIONS = 2
+
+
+def index_root() -> Path:
+    return Path(os.environ.get(INDEX_DIR_ENV, "indexes"))
+
+
+def resolve_index_dir(name_or_path: str | Path) -> Path:
+    """An index is named (``indexes/<name>``) or given by path."""
+    path = Path(name_or_path)
+    if not path.is_dir() and len(path.parts) == 1:
+        path = index_root() / path
+    if not (path / "CURRENT").is_file() and not (path / "manifest.json").is_file():
+        known = ", ".join(list_indexes()) or "none"
+        raise IndexNotFoundError(f"no index '{name_or_path}' (looked in {path}; indexes in {index_root()}: {known})")
+    return path
+
+
+def list_indexes(root: Path | None = None) -> list[str]:
+    root = root or index_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "CURRENT").is_file())
+
+
+def current_version_dir(folder: Path) -> Path:
+    if (folder / "manifest.json").is_file():
+        return folder
+    version = (folder / "CURRENT").read_text().strip()
+    return folder / version
+
+
+def save_index(index: FaissIndex, manifest: IndexManifest, folder: Path) -> Path:
+    """Write a new version of the index into ``folder`` atomically; returns the version folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    version = datetime.now(timezone.utc).strftime("v%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    tmp = folder / f".tmp-{version}"
+    manifest = manifest.model_copy(
+        update={"version": version, "count": len(index), "updated_at": utc_now(), "index_spec": index.spec}
+    )
+    try:
+        tmp.mkdir()
+        faiss.write_index(index.to_cpu(), str(tmp / "index.faiss"))
+        (tmp / "ids.json").write_text(json.dumps(index.names.tolist()))
+        (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+        for child in tmp.iterdir():
+            with open(child, "rb") as handle:
+                os.fsync(handle.fileno())
+        fsync_dir(tmp)
+        os.rename(tmp, folder / version)
+        fsync_dir(folder)
+        atomic_write_text(folder / "CURRENT", version + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _prune(folder, keep=version)
+    logger.info("saved %d vectors to %s", len(index), folder / version)
+    return folder / version
+
+
+def _prune(folder: Path, keep: str) -> None:
+    versions = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("v"))
+    for old in versions[:-KEEP_VERSIONS]:
+        if old.name != keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_index(
+    name_or_path: str | Path,
+    model_fingerprint: str | None = None,
+    dimension: int | None = None,
+    use_gpu: bool = True,
+) -> tuple[FaissIndex, IndexManifest]:
+    """Load the live version; refuse an index built with another model or dimension."""
+    version_dir = current_version_dir(resolve_index_dir(name_or_path))
+    try:
+        manifest = IndexManifest.model_validate_json((version_dir / "manifest.json").read_text())
+        names = json.loads((version_dir / "ids.json").read_text())
+        cpu_index = faiss.read_index(str(version_dir / "index.faiss"))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise RetrieverError(f"index at {version_dir} is unreadable: {str(exc).splitlines()[0][:160]}") from None
+    if dimension is not None and dimension != manifest.dimension:
+        raise IndexMismatchError(
+            f"index '{manifest.name}' has dimension {manifest.dimension} but the encoder gives {dimension}"
+        )
+    if model_fingerprint is not None and model_fingerprint != manifest.model_fingerprint:
+        raise IndexMismatchError(
+            f"index '{manifest.name}' was built with model {manifest.model_id} "
+            f"(fingerprint {manifest.model_fingerprint}), not with the encoder in use "
+            f"(fingerprint {model_fingerprint}); rebuild the index or pass the matching --model"
+        )
+    return FaissIndex(cpu_index, names, manifest.index_spec, use_gpu=use_gpu), manifest

@@ -1,0 +1,122 @@
+"""Library entry points the CLI, the benchmarks and the service share: build, open, retrieve, evaluate."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from retriever.data import BeirDataset
+from retriever.encoders import BiEncoder
+from retriever.evaluate import DEFAULT_METRICS, AucResult, evaluate_run, retrieval_auc
+from retriever.index import DataSource, FaissIndex, IndexManifest, index_root, load_index, save_index
+from retriever.index.store import resolve_index_dir
+
+logger = logging.getLogger(__name__)
+
+Run = dict[str, dict[str, float]]
+
+
+def build_index(
+    dataset: BeirDataset,
+    encoder: BiEncoder,
+    name: str,
+    spec: str = "Flat",
+    root: Path | None = None,
+    use_gpu: bool = True,
+) -> tuple[FaissIndex, IndexManifest, Path]:
+    """Encode the corpus, index it and save it atomically as ``<root>/<name>``."""
+    doc_ids = dataset.doc_ids
+    vectors = encoder.encode_documents(dataset.doc_texts(doc_ids))
+    index = FaissIndex.create(encoder.dimension, spec, use_gpu=use_gpu)
+    index.add(doc_ids, vectors)
+    manifest = IndexManifest(
+        name=name,
+        model_id=encoder.document.model_id,
+        model_fingerprint=encoder.document.fingerprint,
+        query_model_id=None if encoder.shared else encoder.query.model_id,
+        query_model_fingerprint=None if encoder.shared else encoder.query.fingerprint,
+        dimension=encoder.dimension,
+        index_spec=spec,
+        data_source=DataSource(dataset=dataset.name, path=str(dataset.path), sha256=dataset.content_hash),
+    )
+    path = save_index(index, manifest, (root or index_root()) / name)
+    return index, manifest.model_copy(update={"count": len(index), "version": path.name}), path
+
+
+def open_index(
+    name_or_path: str | Path, encoder: BiEncoder | None = None, use_gpu: bool = True, **encoder_kwargs
+) -> tuple[FaissIndex, IndexManifest, BiEncoder]:
+    """Load an index and the encoder it was built with (or check that ``encoder`` matches it)."""
+    if encoder is None:
+        from retriever.index.store import current_version_dir
+
+        manifest = IndexManifest.model_validate_json(
+            (current_version_dir(resolve_index_dir(name_or_path)) / "manifest.json").read_text()
+        )
+        encoder = BiEncoder.load(manifest.model_id, query_model=manifest.query_model_id, **encoder_kwargs)
+    index, manifest = load_index(
+        name_or_path, model_fingerprint=encoder.document.fingerprint, dimension=encoder.dimension, use_gpu=use_gpu
+    )
+    return index, manifest, encoder
+
+
+def retrieve(
+    index: FaissIndex, encoder: BiEncoder, queries: dict[str, str], k: int = 100, ignore_identical_ids: bool = True
+) -> Run:
+    """Top-``k`` per query as a run. As in BEIR, a document whose id equals the query id is dropped."""
+    qids = list(queries)
+    vectors = encoder.encode_queries([queries[q] for q in qids])
+    result = index.search(vectors, k + 1 if ignore_identical_ids else k)
+    run: Run = {}
+    for qid, ids, scores in zip(qids, result.ids, result.scores, strict=True):
+        hits = {d: float(s) for d, s in zip(ids, scores, strict=True) if not (ignore_identical_ids and d == qid)}
+        run[qid] = dict(list(hits.items())[:k])
+    return run
+
+
+def positive_scores(dataset: BeirDataset, encoder: BiEncoder, qrels: dict[str, dict[str, int]]):
+    """Cosine of every labelled (query, positive) pair, retrieved or not."""
+    pairs = [(q, d) for q, docs in qrels.items() for d, rel in docs.items() if rel > 0]
+    if not pairs:
+        return {}
+    qids = list(qrels)
+    qvec = dict(zip(qids, encoder.encode_queries([dataset.queries[q] for q in qids]), strict=True))
+    doc_ids = sorted({d for _, d in pairs})
+    dvec = dict(zip(doc_ids, encoder.encode_documents(dataset.doc_texts(doc_ids)), strict=True))
+    scores = np.einsum("ij,ij->i", np.stack([qvec[q] for q, _ in pairs]), np.stack([dvec[d] for _, d in pairs]))
+    out: dict[str, dict[str, float]] = {}
+    for (q, d), s in zip(pairs, scores.tolist(), strict=True):
+        out.setdefault(q, {})[d] = s
+    return out
+
+
+@dataclass
+class EvalReport:
+    metrics: dict[str, float]
+    run: Run
+    auc: AucResult | None = None
+    n_queries: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def evaluate_index(
+    index: FaissIndex,
+    encoder: BiEncoder,
+    dataset: BeirDataset,
+    split: str = "test",
+    k: int = 1000,
+    with_auc: bool = True,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+) -> EvalReport:
+    """Retrieve the split's queries, score with ranx, and add global and per-query AUC (top-500 negatives)."""
+    qrels = dataset.qrels(split)
+    run = retrieve(index, encoder, dataset.split_queries(split), k=k)
+    scores = evaluate_run(qrels, run, metrics)
+    auc = None
+    if with_auc:
+        auc = retrieval_auc(qrels, run, positive_scores(dataset, encoder, qrels), n_neg=500)
+        scores.update(auc_global=auc.auc_global, auc_per_query=auc.auc_per_query)
+    return EvalReport(metrics=scores, run=run, auc=auc, n_queries=len(qrels))

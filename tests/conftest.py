@@ -1,0 +1,47 @@
+"""Shared fixtures: the tiny corpus, a temporary cache and index folder, and one loaded model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("env")
+    os.environ["RETRIEVER_CACHE_DIR"] = str(base / "cache")
+    os.environ["RETRIEVER_INDEX_DIR"] = str(base / "indexes")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    yield
+
+
+@pytest.fixture
+def tiny_dir(tmp_path: Path) -> Path:
+    """A writable copy of the tiny BEIR corpus (12 documents, 10 queries)."""
+    target = tmp_path / "tiny"
+    shutil.copytree(FIXTURES / "tiny", target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from retriever.encoders import load_sentence_transformer
+
+    return load_sentence_transformer("default", device="cpu")
+
+
+@pytest.fixture
+def encoder(minilm, tmp_path: Path):
+    from retriever.encoders import BiEncoder, EmbeddingCache, TextEncoder
+
+    return BiEncoder(TextEncoder(minilm, "sentence-transformers/all-MiniLM-L6-v2", EmbeddingCache(tmp_path / "c")))
+
+
+def requires_shared_data(name: str):
+    return pytest.mark.skipif(not (SHARED_DATA / name).is_dir(), reason=f"../shared/data/{name} is not here")

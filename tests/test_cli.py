@@ -1,0 +1,68 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cli(*args: str, env_dir: Path) -> subprocess.CompletedProcess:
+    import os
+
+    env = os.environ | {"RETRIEVER_INDEX_DIR": str(env_dir / "indexes"), "RETRIEVER_CACHE_DIR": str(env_dir / "c"),
+                        "RETRIEVER_DATA_PATH": str(env_dir / "nodata")}
+    return subprocess.run([sys.executable, "-m", "retriever", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_build_search_eval_and_json(tiny_dir: Path, tmp_path: Path) -> None:
+    built = cli("index", "build", "--data", str(tiny_dir), "--name", "tiny", "--json", env_dir=tmp_path)
+    assert built.returncode == 0, built.stderr
+    info = json.loads(built.stdout)
+    assert info["count"] == 12 and info["dimension"] == 384 and info["data_source"]["dataset"] == "tiny"
+
+    found = cli("search", "--index", "tiny", "-k", "3", "--json", "what causes earthquakes", env_dir=tmp_path)
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)[0]["hits"]
+    assert hits[0]["id"] == "d5" and hits[0]["title"] == "Plate tectonics" and len(hits) == 3
+
+    evaluated = cli("eval", "--index", "tiny", "--data", str(tiny_dir), "--split", "test", "--json",
+                    "--run-file", str(tmp_path / "run.trec"), "--roc", str(tmp_path / "roc.png"), env_dir=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads(evaluated.stdout)["metrics"]
+    assert set(metrics) >= {"ndcg@10", "mrr@10", "recall@100", "map@100", "auc_global", "auc_per_query"}
+    assert metrics["recall@100"] == 1.0
+    assert (tmp_path / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "run.trec").read_text().count("\n") == 4 * 12
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("eval", "--index", "nope", "--data", "x"), "unknown dataset 'x'"),
+        (("search", "--index", "missing", "hello"), "no index 'missing'"),
+        (("index", "build", "--data", "/no/such/folder", "--name", "x"), "does not exist"),
+    ],
+)
+def test_bad_arguments_get_one_line_and_nonzero_exit(tmp_path: Path, args, message) -> None:
+    result = cli(*args, env_dir=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+
+
+def test_model_mismatch_is_refused(tiny_dir: Path, tmp_path: Path, minilm) -> None:
+    assert cli("index", "build", "--data", str(tiny_dir), "--name", "tiny", env_dir=tmp_path).returncode == 0
+    other = tmp_path / "other-model"
+    import torch
+
+    with torch.no_grad():
+        minilm[0].auto_model.embeddings.word_embeddings.weight[0, 0] += 1
+    try:
+        minilm.save(str(other))
+    finally:
+        with torch.no_grad():
+            minilm[0].auto_model.embeddings.word_embeddings.weight[0, 0] -= 1
+    result = cli("search", "--index", "tiny", "--model", str(other), "hello", env_dir=tmp_path)
+    assert result.returncode == 2 and "was built with model" in result.stderr.strip().splitlines()[-1]

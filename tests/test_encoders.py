@@ -1,0 +1,56 @@
+import numpy as np
+import torch
+
+from retriever.encoders import BiEncoder, EmbeddingCache, TextEncoder, model_fingerprint
+
+
+def test_cache_reuses_vectors_and_encodes_only_misses(minilm, tmp_path, monkeypatch) -> None:
+    encoder = TextEncoder(minilm, "m", EmbeddingCache(tmp_path))
+    calls: list[int] = []
+    original = encoder._encode_model
+
+    def counting(texts, side):
+        calls.append(len(texts))
+        return original(texts, side)
+
+    monkeypatch.setattr(encoder, "_encode_model", counting)
+    first = encoder.encode(["alpha beta", "gamma", "alpha beta"], side="document")
+    assert calls == [2]  # a repeated text is encoded once
+    again = TextEncoder(minilm, "m", EmbeddingCache(tmp_path))  # a fresh process reads the files
+    monkeypatch.setattr(again, "_encode_model", counting)
+    second = again.encode(["gamma", "alpha beta", "delta"], side="document")
+    assert calls == [2, 1]
+    np.testing.assert_array_equal(second[:2], first[[1, 0]])
+    np.testing.assert_allclose(np.linalg.norm(second, axis=1), 1.0, rtol=1e-5)
+
+
+def test_query_and_document_sides_are_cached_apart(minilm, tmp_path) -> None:
+    cache = EmbeddingCache(tmp_path)
+    encoder = TextEncoder(minilm, "m", cache)
+    encoder.encode(["same text"], side="query")
+    rows, hit = cache.lookup(f"{encoder.fingerprint}-document", [b"x" * 20])
+    assert not hit.any()
+
+
+def test_fingerprint_follows_the_weights(minilm) -> None:
+    before = model_fingerprint(minilm)
+    assert model_fingerprint(minilm) == before
+    param = next(minilm.parameters())
+    with torch.no_grad():
+        param[0, 0] += 1.0
+    try:
+        assert model_fingerprint(minilm) != before
+    finally:
+        with torch.no_grad():
+            param[0, 0] -= 1.0
+    assert model_fingerprint(minilm) == before
+
+
+def test_bi_encoder_towers(minilm, tmp_path) -> None:
+    doc = TextEncoder(minilm, "m", None)
+    shared = BiEncoder(doc)
+    assert shared.shared and shared.dimension == 384
+    query = TextEncoder(minilm, "q", None)
+    towers = BiEncoder(query, doc)
+    assert not towers.shared
+    assert towers.encode_queries(["a question"]).shape == (1, 384)
