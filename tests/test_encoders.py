@@ -54,3 +54,11 @@ def test_bi_encoder_towers(minilm, tmp_path) -> None:
     towers = BiEncoder(query, doc)
     assert not towers.shared
     assert towers.encode_queries(["a question"]).shape == (1, 384)
+
+
+def test_cache_keys_survive_a_round_trip_including_nul_bytes(tmp_path) -> None:
+    cache = EmbeddingCache(tmp_path)
+    keys = [b"\x01" * 19 + b"\x00", b"\x00" * 20, b"\x02" * 20]
+    cache.add("ns", keys, np.arange(6, dtype=np.float32).reshape(3, 2))
+    rows, hit = EmbeddingCache(tmp_path).lookup("ns", keys)
+    assert hit.all() and rows.tolist() == [0, 1, 2]

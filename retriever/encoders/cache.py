@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import threading
@@ -15,6 +16,7 @@ from retriever.atomic import atomic_write_bytes
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "RETRIEVER_CACHE_DIR"
+KEY_BYTES = 20  # sha1
 
 
 def default_cache_dir() -> Path:
@@ -25,70 +27,72 @@ def text_keys(texts: list[str]) -> list[bytes]:
     return [hashlib.sha1(t.encode("utf-8")).digest() for t in texts]
 
 
+class _Table:
+    """Row ``i`` of ``vectors`` belongs to ``keys[i]``; ``rows`` maps a key to its row."""
+
+    def __init__(self, keys: list[bytes], vectors: np.ndarray) -> None:
+        self.keys = keys
+        self.vectors = vectors
+        self.rows = {k: i for i, k in enumerate(keys)}
+
+
 class EmbeddingCache:
-    """One table of vectors per (fingerprint, side), stored as two ``.npy`` files and rewritten atomically."""
+    """One table per (fingerprint, side), stored as ``keys.npy`` (n x 20 bytes) and ``vectors.npy``."""
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root else default_cache_dir()
-        self._tables: dict[str, tuple[dict[bytes, int], np.ndarray]] = {}
+        self._tables: dict[str, _Table] = {}
         self._lock = threading.Lock()
 
-    def _folder(self, namespace: str) -> Path:
-        return self.root / namespace
-
-    def _table(self, namespace: str) -> tuple[dict[bytes, int], np.ndarray]:
+    def _table(self, namespace: str) -> _Table:
         if namespace not in self._tables:
-            folder = self._folder(namespace)
+            folder = self.root / namespace
+            table = _Table([], np.zeros((0, 0), dtype=np.float32))
             try:
-                keys = np.load(folder / "keys.npy")
+                raw = np.load(folder / "keys.npy")
                 vectors = np.load(folder / "vectors.npy")
-                if len(keys) != len(vectors):
-                    raise ValueError("keys and vectors differ in length")
-                index = {bytes(k): i for i, k in enumerate(keys)}
+                keys = [row.tobytes() for row in raw.reshape(-1, KEY_BYTES)]
+                if len(keys) != len(vectors) or len(set(keys)) != len(keys):
+                    raise ValueError("keys and vectors do not match")
+                table = _Table(keys, vectors)
             except FileNotFoundError:
-                index, vectors = {}, np.zeros((0, 0), dtype=np.float32)
+                pass
             except (ValueError, OSError) as exc:
                 logger.warning("ignoring unreadable embedding cache %s (%s)", folder, exc)
-                index, vectors = {}, np.zeros((0, 0), dtype=np.float32)
-            self._tables[namespace] = (index, vectors)
+            self._tables[namespace] = table
         return self._tables[namespace]
 
     def lookup(self, namespace: str, keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(rows, hit_mask)``: the cached row of each key, and which keys were found."""
+        """Return ``(rows, hit_mask)``: the cached row of each key (-1 if absent)."""
         with self._lock:
-            index, _ = self._table(namespace)
-            rows = np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+            rows_of = self._table(namespace).rows
+            rows = np.fromiter((rows_of.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
         return rows, rows >= 0
 
     def vectors(self, namespace: str) -> np.ndarray:
-        return self._table(namespace)[1]
+        return self._table(namespace).vectors
 
     def add(self, namespace: str, keys: list[bytes], vectors: np.ndarray) -> None:
-        """Append new vectors and persist the table atomically."""
-        if not keys:
-            return
+        """Append the vectors of keys not cached yet, then persist the table atomically."""
         with self._lock:
-            index, old = self._table(namespace)
-            first = {k: i for i, k in reversed(list(enumerate(keys))) if k not in index}
-            fresh = list(first.items())
-            if not fresh:
+            table = self._table(namespace)
+            first: dict[bytes, int] = {}
+            for i, key in enumerate(keys):
+                if key not in table.rows:
+                    first.setdefault(key, i)
+            if not first:
                 return
-            new_keys, positions = zip(*fresh, strict=True)
-            added = vectors[list(positions)].astype(np.float32)
-            merged = added if old.size == 0 else np.concatenate([old, added])
-            index.update({key: len(old) + offset for offset, key in enumerate(new_keys)})
-            self._tables[namespace] = (index, merged)
-            all_keys = np.empty(len(index), dtype="S20")
-            all_keys[list(index.values())] = list(index.keys())
-            folder = self._folder(namespace)
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(folder / "vectors.npy", _npy_bytes(merged))
-            atomic_write_bytes(folder / "keys.npy", _npy_bytes(all_keys))
+            added = np.asarray(vectors, dtype=np.float32)[list(first.values())]
+            merged = added if len(table.keys) == 0 else np.concatenate([table.vectors, added])
+            table = _Table(table.keys + list(first), merged)
+            self._tables[namespace] = table
+            raw = np.frombuffer(b"".join(table.keys), dtype=np.uint8).reshape(-1, KEY_BYTES)
+            folder = self.root / namespace
+            atomic_write_bytes(folder / "vectors.npy", _npy_bytes(table.vectors))
+            atomic_write_bytes(folder / "keys.npy", _npy_bytes(raw))
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()

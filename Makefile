@@ -1,0 +1,39 @@
+# One-command set-up: `make demo` runs the main job, `make test` runs the tests. Both create .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# On a machine with an NVIDIA GPU the same pin resolves to PyPI's CUDA build, and faiss-gpu comes with [gpu].
+EXTRAS := $(if $(shell command -v nvidia-smi 2>/dev/null),dev$(comma)gpu,dev)
+comma := ,
+DATA ?= scifact
+INDEX ?= $(DATA)-minilm
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: setup
+	$(BIN)/retriever data info $(DATA)
+	$(BIN)/retriever index build --data $(DATA) --name $(INDEX)
+	$(BIN)/retriever eval --index $(INDEX) --data $(DATA) --split test --run-file indexes/$(INDEX).test.trec
+	$(BIN)/retriever search --index $(INDEX) -k 5 "Vitamin D deficiency is linked to depression"
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
+	$(BIN)/pytest -q
+
+bench: setup
+	$(PY) -m bench.baselines --dataset scifact --dataset nfcorpus
+	$(PY) -m bench.throughput
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

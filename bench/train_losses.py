@@ -1,0 +1,77 @@
+"""Issue 3 experiment: zero-shot vs MNRL vs our contrastive loss vs the MW loss, same hyperparameters.
+
+    python -m bench.train_losses --dataset scifact
+    python -m bench.train_losses --dataset nfcorpus --max-pairs 1600
+
+Trained models go to ``models/<dataset>-<loss>/`` (not committed); a finished run is reused on re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import typer
+
+from bench.results import ROOT, record, write_significance
+from retriever.data import load_dataset
+from retriever.encoders import BiEncoder
+from retriever.evaluate import plot_roc, write_trec_run
+from retriever.pipeline import build_index, evaluate_index
+from training.config import TrainConfig
+from training.trainer import train
+
+logger = logging.getLogger("bench.train_losses")
+
+
+def main(
+    dataset: str = typer.Option("scifact"),
+    losses: list[str] = typer.Option(["mnrl", "contrastive", "mw"], "--loss"),
+    max_pairs: int | None = typer.Option(None, help="Subsample training pairs (seeded), e.g. for NFCorpus."),
+    epochs: float = typer.Option(1.0),
+    batch_size: int = typer.Option(32),
+    learning_rate: float = typer.Option(2e-5),
+    seed: int = typer.Option(42),
+    dev_corpus_size: int = typer.Option(500),
+) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    data = load_dataset(dataset)
+    split = "test"
+    qrels = data.qrels(split)
+    runs, curves = {}, {}
+
+    zero = BiEncoder.load("default", show_progress=True)
+    index, manifest, _ = build_index(data, zero, f"{dataset}-zero-shot", root=ROOT / "indexes")
+    report = evaluate_index(index, zero, data, split=split, k=1000)
+    runs["zero-shot"], curves["zero-shot"] = report.run, (report.auc.labels, report.auc.scores)
+
+    for loss in losses:
+        output = ROOT / "models" / f"{dataset}-{loss}"
+        config = TrainConfig(data=dataset, loss=loss, batch_size=batch_size, learning_rate=learning_rate,
+                             epochs=epochs, seed=seed, output=output, max_pairs=max_pairs,
+                             dev_corpus_size=dev_corpus_size, early_stopping_patience=None,
+                             resume=(output / "checkpoints").is_dir())
+        summary_path = output / "train_summary.json"
+        if not summary_path.is_file():
+            train(config)
+        summary = json.loads(summary_path.read_text())
+        start = time.perf_counter()
+        encoder = BiEncoder.load(str(output), show_progress=True)
+        index, _, _ = build_index(data, encoder, f"{dataset}-{loss}", root=ROOT / "indexes")
+        report = evaluate_index(index, encoder, data, split=split, k=1000)
+        metrics = report.metrics | {
+            "train_seconds": summary["train_seconds"], "samples_per_s": summary["samples_per_s"],
+            "train_rows": summary["rows"], "tau": summary["tau"], "steps": summary["steps"],
+        }
+        record(dataset, split, loss, f"all-MiniLM-L6-v2+{loss}", metrics,
+               summary["train_seconds"] + time.perf_counter() - start)
+        write_trec_run(report.run, ROOT / "bench" / "runs" / f"{dataset}-{split}-{loss}.trec", tag=loss)
+        runs[loss], curves[loss] = report.run, (report.auc.labels, report.auc.scores)
+
+    plot_roc(curves, ROOT / "docs" / f"roc_{dataset}_{split}_losses.png", title=f"{dataset} {split}: AUC protocol")
+    write_significance(dataset, split, "losses", qrels, runs)
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,82 @@
+"""Trainer callbacks: a JSON-lines log, a PNG training curve, and early stopping that keeps the best model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+
+class JsonLogCallback(TrainerCallback):
+    """Appends every logged dict (loss, learning rate, dev metrics) to ``log.jsonl``; survives resumes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+
+
+def plot_training_curve(log_path: Path, png_path: Path, metric: str) -> Path | None:
+    """Training loss and the dev metric against the step, from ``log.jsonl``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not Path(log_path).is_file():
+        return None
+    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    loss = {r["step"]: r["loss"] for r in rows if "loss" in r}
+    dev = {r["step"]: r[metric] for r in rows if metric in r}
+    if not loss and not dev:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(list(loss), list(loss.values()), color="tab:blue", label="train loss")
+    ax.set(xlabel="step", ylabel="train loss")
+    if dev:
+        twin = ax.twinx()
+        twin.plot(list(dev), list(dev.values()), "o-", color="tab:orange", label=metric)
+        twin.set_ylabel(metric)
+    fig.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return Path(png_path)
+
+
+class BestModelEarlyStopping(TrainerCallback):
+    """Stops after ``patience`` evaluations without improvement; saves each new best model to ``best_dir``."""
+
+    def __init__(self, metric: str, best_dir: Path, patience: int | None) -> None:
+        self.metric = metric
+        self.best_dir = Path(best_dir)
+        self.patience = patience
+        self.best = -math.inf
+        self.bad_evals = 0
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        value = (metrics or {}).get(self.metric)
+        if value is None:
+            return
+        if value > self.best:
+            self.best, self.bad_evals = value, 0
+            if state.is_world_process_zero and model is not None:
+                model.save(str(self.best_dir))
+                (self.best_dir / "best_metric.json").write_text(
+                    json.dumps({"metric": self.metric, "value": value, "step": state.global_step})
+                )
+            return
+        self.bad_evals += 1
+        if self.patience is not None and self.bad_evals >= self.patience:
+            logger.info("early stopping: %s did not improve for %d evaluations", self.metric, self.bad_evals)
+            control.should_training_stop = True

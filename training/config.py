@@ -1,0 +1,73 @@
+"""Training configuration: a YAML file, overridden by command-line flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from retriever.errors import RetrieverError
+
+LossName = Literal["contrastive", "mw", "mnrl"]
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run needs; every field can come from YAML or a flag."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = "scifact"
+    split: str = "train"
+    dev_split: str = "dev"
+    model: str = "default"
+    loss: LossName = "contrastive"
+    temperature: float | None = Field(None, gt=0, description="tau; default 0.05 (contrastive) or 0.01 (MW)")
+    batch_size: int = Field(32, ge=2)
+    learning_rate: float = Field(2e-5, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = -1
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_seq_length: int = Field(256, ge=8)
+    query_max_seq_length: int | None = None
+    seed: int = 42
+    output: Path = Path("models/run")
+    negatives_file: Path | None = None
+    n_negatives: int = Field(0, ge=0)
+    max_pairs: int | None = Field(None, ge=1, description="subsample training pairs (seeded)")
+    dev_corpus_size: int = Field(1000, ge=0, description="dev positives plus this many other docs")
+    eval_steps: int | None = Field(None, ge=1, description="default: once per epoch")
+    save_steps: int = Field(50, ge=1)
+    early_stopping_patience: int | None = Field(3, ge=1)
+    resume: bool = False
+
+    @field_validator("split", "dev_split")
+    @classmethod
+    def _split_name(cls, value: str) -> str:
+        if value not in ("train", "dev", "test"):
+            raise ValueError("must be train, dev or test")
+        return value
+
+    @property
+    def tau(self) -> float:
+        return self.temperature or (0.01 if self.loss == "mw" else 0.05)
+
+
+def load_config(path: Path | None, overrides: dict) -> TrainConfig:
+    """Merge a YAML file with the flags that were given (``None`` means not given)."""
+    raw: dict = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise RetrieverError(f"cannot read config {path}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise RetrieverError(f"config {path} must be a YAML mapping")
+    raw |= {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return TrainConfig(**raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RetrieverError(f"invalid training config: {where}: {first['msg']}") from None

@@ -1,0 +1,67 @@
+"""Training rows from BEIR qrels: one (query, positive[, negatives...]) row per labelled pair."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from retriever.data import BeirDataset
+from training.losses.base import KnownPositives
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingRows:
+    """Texts for the trainer and the ids behind them (for known-positive masking)."""
+
+    columns: dict[str, list]
+    ids: list[tuple[str, list[str]]]
+    known: KnownPositives
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def to_dataset(self):
+        from datasets import Dataset
+
+        return Dataset.from_dict(self.columns)
+
+
+def build_rows(
+    dataset: BeirDataset,
+    split: str = "train",
+    negatives: dict[str, list[str]] | None = None,
+    n_negatives: int = 0,
+    max_pairs: int | None = None,
+    seed: int = 42,
+) -> TrainingRows:
+    """One row per (query, positive) pair of ``split``; ``negatives`` maps a query id to ranked negatives.
+
+    ``max_pairs`` subsamples pairs uniformly with ``seed`` (for large training sets on a CPU).
+    """
+    qrels = dataset.qrels(split)
+    pairs = [(q, d) for q, docs in qrels.items() for d, rel in docs.items() if rel > 0]
+    if max_pairs is not None and len(pairs) > max_pairs:
+        keep = np.sort(np.random.default_rng(seed).choice(len(pairs), size=max_pairs, replace=False))
+        pairs = [pairs[i] for i in keep]
+        logger.info("subsampled %d of %d training pairs (seed %d)", max_pairs, len(qrels), seed)
+    ids: list[tuple[str, list[str]]] = []
+    for q, d in pairs:
+        negs: list[str] = []
+        if n_negatives:
+            pool = [n for n in (negatives or {}).get(q, []) if n not in qrels[q]]
+            if len(pool) < n_negatives:
+                continue  # no row with fewer negatives than the others: columns must align
+            negs = pool[:n_negatives]
+        ids.append((q, [d, *negs]))
+    if not ids:
+        raise ValueError(f"no training rows in split '{split}'")
+    columns: dict[str, list] = {"anchor": [dataset.queries[q] for q, _ in ids]}
+    columns["positive"] = dataset.doc_texts([docs[0] for _, docs in ids])
+    for j in range(n_negatives):
+        columns[f"negative_{j + 1}"] = dataset.doc_texts([docs[1 + j] for _, docs in ids])
+    columns["label"] = list(range(len(ids)))
+    return TrainingRows(columns, ids, KnownPositives(qrels, ids))

@@ -1,0 +1,8 @@
+"""Retrieval losses, one per file. Each takes (anchor, positive, negative_1..n) columns plus a ``label``
+column holding the row index, which the loss uses to mask known positives."""
+
+from training.losses.base import KnownPositives
+from training.losses.infonce import ContrastiveLoss, infonce_from_scores
+from training.losses.mw import MWLoss, mw_from_scores
+
+__all__ = ["ContrastiveLoss", "KnownPositives", "MWLoss", "infonce_from_scores", "mw_from_scores"]

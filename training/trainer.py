@@ -1,0 +1,187 @@
+"""``train(config)``: fine-tune a sentence-transformers model with sentence-transformers' trainer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retriever.atomic import atomic_write_json
+from retriever.data import BeirDataset, load_dataset
+from retriever.encoders import load_sentence_transformer
+from retriever.errors import RetrieverError
+from training.callbacks import BestModelEarlyStopping, JsonLogCallback, plot_training_curve
+from training.config import TrainConfig
+from training.examples import build_rows
+from training.losses import ContrastiveLoss, KnownPositives, MWLoss
+
+logger = logging.getLogger(__name__)
+
+DEV_METRIC = "eval_dev_cosine_ndcg@10"
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    train_seconds: float
+    samples_per_s: float
+    steps: int
+    best_dev: float | None
+
+
+def make_loss(config: TrainConfig, model, known: KnownPositives):
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if config.loss == "mnrl":
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+        return MultipleNegativesRankingLoss(model, scale=1.0 / config.tau, gather_across_devices=distributed)
+    cls = MWLoss if config.loss == "mw" else ContrastiveLoss
+    return cls(model, known=known, temperature=config.tau, gather_across_devices=distributed)
+
+
+def dev_evaluator(dataset: BeirDataset, config: TrainConfig):
+    """IR evaluator on the dev queries over their positives plus ``dev_corpus_size`` other documents."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    if config.dev_split not in dataset.splits:
+        return None
+    qrels = dataset.qrels(config.dev_split)
+    positives = sorted({d for docs in qrels.values() for d in docs})
+    others = [d for d in dataset.doc_ids if d not in set(positives)]
+    rng = np.random.default_rng(config.seed)
+    sample = [others[i] for i in rng.choice(len(others), min(config.dev_corpus_size, len(others)), replace=False)]
+    doc_ids = positives + sample
+    return InformationRetrievalEvaluator(
+        queries={q: dataset.queries[q] for q in qrels},
+        corpus=dict(zip(doc_ids, dataset.doc_texts(doc_ids), strict=True)),
+        relevant_docs={q: {d for d, rel in docs.items() if rel > 0} for q, docs in qrels.items()},
+        name="dev",
+        batch_size=64,
+        write_csv=False,
+    )
+
+
+def load_negatives(path: Path | None) -> dict[str, list[str]] | None:
+    if path is None:
+        return None
+    try:
+        from training.negatives import read_negatives
+
+        return read_negatives(path).negatives
+    except ImportError:
+        raise RetrieverError("hard-negative files need the mining module (training.negatives)") from None
+
+
+def _training_args(config: TrainConfig, steps_per_epoch: int):
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    eval_steps = config.eval_steps or max(1, steps_per_epoch)
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(config.output / "checkpoints"),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=int(config.warmup_ratio * steps_per_epoch * config.epochs),
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=bf16,
+        fp16=cuda and not bf16,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        logging_steps=max(1, min(10, steps_per_epoch // 5)),
+        report_to="none",
+        dataloader_drop_last=False,
+        use_cpu=not cuda,
+    )
+
+
+def latest_checkpoint(folder: Path) -> str | None:
+    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return str(checkpoints[-1]) if checkpoints else None
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train, evaluate on dev, checkpoint, and export a plain sentence-transformers folder to ``output``."""
+    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+    from transformers import set_seed
+
+    set_seed(config.seed)
+    output = Path(config.output)
+    if output.exists() and (output / "checkpoints").exists() and not config.resume:
+        if latest_checkpoint(output / "checkpoints"):
+            raise RetrieverError(f"{output} already holds checkpoints: pass --resume to continue, or another --output")
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output / "train_config.json", json.loads(config.model_dump_json()))
+
+    dataset = load_dataset(config.data)
+    rows = build_rows(dataset, config.split, load_negatives(config.negatives_file), config.n_negatives,
+                      config.max_pairs, config.seed)
+    model = load_sentence_transformer(config.model)
+    model.max_seq_length = config.max_seq_length
+    loss = make_loss(config, model, rows.known)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    steps_per_epoch = int(np.ceil(len(rows) / (config.batch_size * world)))
+    best_dir = output / "checkpoints" / "best"
+    early = BestModelEarlyStopping(DEV_METRIC, best_dir, config.early_stopping_patience)
+    if config.resume and (best_dir / "best_metric.json").is_file():
+        early.best = json.loads((best_dir / "best_metric.json").read_text())["value"]
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=_training_args(config, steps_per_epoch),
+        train_dataset=rows.to_dataset(),
+        loss=loss,
+        evaluator=dev_evaluator(dataset, config),
+        callbacks=[JsonLogCallback(output / "log.jsonl"), early],
+    )
+    resume_from = latest_checkpoint(output / "checkpoints") if config.resume else None
+    if config.resume and resume_from is None:
+        logger.warning("nothing to resume in %s: starting from scratch", output / "checkpoints")
+    logger.info("training %s on %d rows (%d steps/epoch, loss %s, tau %.3g)", config.model, len(rows),
+                steps_per_epoch, config.loss, config.tau)
+    start = time.perf_counter()
+    state = trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - start
+    if trainer.is_world_process_zero():
+        final = model
+        if (best_dir / "best_metric.json").is_file():
+            final = load_sentence_transformer(str(best_dir))
+        _export(final, output)
+        plot_training_curve(output / "log.jsonl", output / "training_curve.png", DEV_METRIC)
+    samples = state.global_step * config.batch_size * world
+    result = TrainResult(output, seconds, samples / seconds if seconds else 0.0, state.global_step,
+                         None if early.best == -np.inf else float(early.best))
+    if trainer.is_world_process_zero():
+        atomic_write_json(output / "train_summary.json", {
+            "train_seconds": seconds, "samples_per_s": result.samples_per_s, "steps": result.steps,
+            "best_dev_ndcg@10": result.best_dev, "rows": len(rows), "loss": config.loss, "tau": config.tau,
+        })
+    return result
+
+
+def _export(model, output: Path) -> None:
+    """Save the final model next to the checkpoints: staged in a temporary folder, then moved into place."""
+    staging = output / ".export-tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save(str(staging))
+    for item in staging.iterdir():
+        target = output / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    staging.rmdir()
