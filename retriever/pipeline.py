@@ -120,3 +120,48 @@ def evaluate_index(
         auc = retrieval_auc(qrels, run, positive_scores(dataset, encoder, qrels), n_neg=500)
         scores.update(auc_global=auc.auc_global, auc_per_query=auc.auc_per_query)
     return EvalReport(metrics=scores, run=run, auc=auc, n_queries=len(qrels))
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    relevance: float | None = None
+
+
+@dataclass
+class SearchOutcome:
+    """Hits per query. ``calibrated`` is False when the index has no adapter: scores are raw cosines."""
+
+    hits: list[list[Hit]]
+    calibrated: bool
+    threshold: float | None
+
+
+def search_texts(
+    index: FaissIndex,
+    encoder: BiEncoder,
+    queries: list[str],
+    k: int,
+    relevance_model=None,
+    min_relevance: float | None = None,
+    query_vectors: np.ndarray | None = None,
+) -> SearchOutcome:
+    """Encode, search, and (with an adapter) attach calibrated relevance and drop hits below
+    ``min_relevance``. Without an adapter, ``min_relevance`` cannot apply and hits are returned unfiltered."""
+    vectors = encoder.encode_queries(queries) if query_vectors is None else query_vectors
+    result = index.search(vectors, k)
+    width = max((len(s) for s in result.scores), default=0)
+    cosines = np.full((len(queries), width), -1.0, dtype=np.float32)
+    for row, scores in enumerate(result.scores):
+        cosines[row, : len(scores)] = scores
+    relevance = relevance_model.relevance(vectors, cosines) if relevance_model is not None and width else None
+    hits = []
+    for row, (ids, scores) in enumerate(zip(result.ids, result.scores, strict=True)):
+        rel = relevance[row, : len(ids)] if relevance is not None else [None] * len(ids)
+        row_hits = [Hit(d, float(s), None if r is None else float(r)) for d, s, r in zip(ids, scores, rel, strict=True)]
+        if relevance is not None and min_relevance is not None:
+            row_hits = [h for h in row_hits if h.relevance >= min_relevance]
+        hits.append(row_hits)
+    return SearchOutcome(hits, relevance_model is not None,
+                         relevance_model.threshold if relevance_model is not None else None)

@@ -25,6 +25,7 @@ def test_build_search_eval_and_json(tiny_dir: Path, tmp_path: Path) -> None:
     assert found.returncode == 0, found.stderr
     hits = json.loads(found.stdout)[0]["hits"]
     assert hits[0]["id"] == "d5" and hits[0]["title"] == "Plate tectonics" and len(hits) == 3
+    assert json.loads(found.stdout)[0]["calibrated"] is False and hits[0]["relevance"] is None
 
     evaluated = cli("eval", "--index", "tiny", "--data", str(tiny_dir), "--split", "test", "--json",
                     "--run-file", str(tmp_path / "run.trec"), "--roc", str(tmp_path / "roc.png"), env_dir=tmp_path)

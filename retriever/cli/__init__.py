@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 
 import typer
 
+from retriever.cli.calibrate_command import calibrate_command
 from retriever.cli.data_commands import data_app
 from retriever.cli.index_commands import eval_command, index_app, search_command
 from retriever.errors import RetrieverError
@@ -27,6 +28,7 @@ app.add_typer(index_app, name="index")
 app.add_typer(data_app, name="data")
 app.command("search")(search_command)
 app.command("eval")(eval_command)
+app.command("calibrate")(calibrate_command)
 
 
 @app.callback()

@@ -13,7 +13,7 @@ from retriever.data import load_dataset
 from retriever.encoders import BiEncoder
 from retriever.evaluate import plot_roc, write_trec_run
 from retriever.index import index_root, list_indexes
-from retriever.pipeline import build_index, evaluate_index, open_index, retrieve
+from retriever.pipeline import build_index, evaluate_index, open_index, search_texts
 
 index_app = typer.Typer(help="Build and inspect FAISS indexes.", no_args_is_help=True)
 
@@ -75,29 +75,40 @@ def search_command(
     index: str = typer.Option(..., "--index", "-i", help="Index name or path."),
     model: str | None = ModelOpt,
     k: int = typer.Option(10, "--top-k", "-k", min=1, max=10000),
+    calibrated_filter: bool = typer.Option(True, "--filter/--no-filter",
+                                           help="Drop hits below the index's calibrated threshold, if it has one."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Search an index with free text."""
+    """Search an index with free text; with a Cosine Adapter, hits carry a calibrated relevance."""
+    from retriever.filtering import load_relevance_model
+
     if any(not q.strip() for q in query):
         raise typer.BadParameter("queries must not be empty")
     encoder = BiEncoder.load(model) if model else None
     faiss_index, manifest, encoder = open_index(index, encoder)
-    queries = {str(i): q for i, q in enumerate(query)}
-    run = retrieve(faiss_index, encoder, queries, k=k, ignore_identical_ids=False)
+    relevance_model = load_relevance_model(index, manifest)
+    threshold = relevance_model.threshold if relevance_model and calibrated_filter else None
+    outcome = search_texts(faiss_index, encoder, query, k, relevance_model, min_relevance=threshold)
     titles = _titles(manifest)
     results = [
-        {"query": queries[qid], "hits": [{"id": d, "score": s, "title": titles.get(d, "")} for d, s in hits.items()]}
-        for qid, hits in run.items()
+        {"query": text, "calibrated": outcome.calibrated, "threshold": threshold,
+         "hits": [{"id": h.id, "score": h.score, "relevance": h.relevance, "title": titles.get(h.id, "")}
+                  for h in hits]}
+        for text, hits in zip(query, outcome.hits, strict=True)
     ]
-    for result in results if not as_json else []:
-        table = Table(title=result["query"])
-        for column in ("rank", "id", "score", "title"):
-            table.add_column(column)
-        for rank, hit in enumerate(result["hits"], 1):
-            table.add_row(str(rank), hit["id"], f"{hit['score']:.4f}", hit["title"][:80])
-        emit(None, False, table)
     if as_json:
         emit(results, True)
+        return
+    for result in results:
+        note = (f"calibrated, threshold {threshold:.3f}" if threshold is not None else
+                "calibrated, unfiltered" if outcome.calibrated else "raw cosine: index has no adapter")
+        table = Table(title=f"{result['query']}  [{note}]")
+        for column in ("rank", "id", "cosine", "relevance", "title"):
+            table.add_column(column)
+        for rank, hit in enumerate(result["hits"], 1):
+            rel = "" if hit["relevance"] is None else f"{hit['relevance']:.3f}"
+            table.add_row(str(rank), hit["id"], f"{hit['score']:.4f}", rel, hit["title"][:70])
+        emit(None, False, table)
 
 
 def _titles(manifest) -> dict[str, str]:

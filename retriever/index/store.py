@@ -58,8 +58,10 @@ def current_version_dir(folder: Path) -> Path:
     return folder / version
 
 
-def save_index(index: FaissIndex, manifest: IndexManifest, folder: Path) -> Path:
-    """Write a new version of the index into ``folder`` atomically; returns the version folder."""
+def save_index(
+    index: FaissIndex, manifest: IndexManifest, folder: Path, extra_files: dict[str, bytes] | None = None
+) -> Path:
+    """Write a new version of the index (plus ``extra_files``, e.g. an adapter) atomically; returns its folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     version = datetime.now(timezone.utc).strftime("v%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -72,6 +74,8 @@ def save_index(index: FaissIndex, manifest: IndexManifest, folder: Path) -> Path
         faiss.write_index(index.to_cpu(), str(tmp / "index.faiss"))
         (tmp / "ids.json").write_text(json.dumps(index.names.tolist()))
         (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
         for child in tmp.iterdir():
             with open(child, "rb") as handle:
                 os.fsync(handle.fileno())

@@ -1,0 +1,125 @@
+"""``calibrate``: fit a Cosine Adapter for an index, pick its global threshold, measure, save, plot."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from retriever.data import BeirDataset
+from retriever.data.splits import partition_queries
+from retriever.encoders import BiEncoder
+from retriever.filtering.candidates import Candidates, collect_candidates
+from retriever.filtering.fit import adapter_scores, fit_adapter
+from retriever.filtering.metrics import FilterMetrics, filter_metrics, pick_threshold, top_ratio_scores
+from retriever.filtering.store import save_with_adapter
+from retriever.index import FaissIndex, IndexManifest
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("filter-raw-cosine", "filter-cosine-adapter", "filter-top-ratio")
+
+
+@dataclass
+class CalibrationReport:
+    k: int
+    mapping: str
+    target: dict
+    threshold: float
+    metrics: dict[str, FilterMetrics]
+    splits: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
+
+
+def ensure_train_dev(dataset: BeirDataset, seed: int = 42) -> tuple[BeirDataset, list[str]]:
+    """Data with a single judged split (the MS MARCO sample) is partitioned by query 50/20/30, seeded."""
+    if "train" in dataset.splits:
+        return dataset, []
+    only = dataset.splits[-1]
+    train, dev, test = partition_queries(dataset.qrels(only), seed=seed)
+    derived = BeirDataset(dataset.name, dataset.path, dataset.corpus, dataset.queries,
+                          {"train": train, "dev": dev, "test": test}, list(dataset.warnings))
+    note = (f"{dataset.name} has only '{only}' qrels: its queries were split 50/20/30 into train/dev/test "
+            f"(seed {seed}; {len(train)}/{len(dev)}/{len(test)} queries)")
+    return derived, [note]
+
+
+def method_scores(candidates: Candidates, adapter) -> dict[str, np.ndarray]:
+    return {
+        "filter-raw-cosine": candidates.cosines,
+        "filter-cosine-adapter": adapter_scores(adapter, candidates),
+        "filter-top-ratio": top_ratio_scores(candidates.cosines),
+    }
+
+
+def calibrate(
+    index: FaissIndex,
+    manifest: IndexManifest,
+    encoder: BiEncoder,
+    dataset: BeirDataset,
+    k: int = 100,
+    target_recall: float | None = 0.95,
+    target_precision: float | None = None,
+    mapping: str = "power",
+    seed: int = 42,
+    save_to: Path | None = None,
+) -> CalibrationReport:
+    """Fit on train, choose every method's threshold on dev for the target, measure on test."""
+    dataset, notes = ensure_train_dev(dataset, seed)
+    split = {s: collect_candidates(index, encoder, dataset, s, k) for s in ("train", "dev", "test")
+             if s in dataset.splits}
+    adapter = fit_adapter(split["train"], split["dev"], mapping=mapping, seed=seed, show_progress=True)
+    dev_scores = method_scores(split["dev"], adapter)
+    thresholds = {m: pick_threshold(s[split["dev"].valid], split["dev"].labels[split["dev"].valid],
+                                    target_recall, target_precision) for m, s in dev_scores.items()}
+    evaluation = split.get("test", split["dev"])
+    if "test" not in split:
+        notes.append("no test split: metrics are on dev, where the thresholds were chosen")
+    metrics, curves = {}, {}
+    for method, scores in method_scores(evaluation, adapter).items():
+        metrics[method] = filter_metrics(scores, evaluation.labels, evaluation.valid, thresholds[method])
+        curves[method] = (scores[evaluation.valid], evaluation.labels[evaluation.valid], thresholds[method])
+    target = {"recall": target_recall} if target_precision is None else {"precision": target_precision}
+    report = CalibrationReport(evaluation.k, mapping, target, thresholds["filter-cosine-adapter"], metrics,
+                               {s: len(c.query_ids) for s, c in split.items()}, notes, curves)
+    if save_to is not None:
+        info = {"threshold": report.threshold, "target": target, "k": evaluation.k, "dataset": dataset.name,
+                "fitted_on": "train", "threshold_on": "dev",
+                "test_metrics": metrics["filter-cosine-adapter"].as_dict()}
+        save_with_adapter(index, manifest, adapter, info, save_to)
+    return report
+
+
+def plot_calibration(report: CalibrationReport, path: Path, title: str) -> Path:
+    """Precision-recall curves of the three methods, each with its chosen operating point."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve
+
+    from retriever.atomic import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for method, (scores, labels, threshold) in report.curves.items():
+        precision, recall, _ = precision_recall_curve(labels, scores)
+        name = method.removeprefix("filter-")
+        line, = ax.plot(recall, precision, label=f"{name} (PR-AUC {report.metrics[method].pr_auc:.3f})")
+        keep = scores >= threshold
+        op_recall = (keep & labels).sum() / max(labels.sum(), 1)
+        op_precision = (keep & labels).sum() / max(keep.sum(), 1)
+        ax.plot([op_recall], [op_precision], "o", color=line.get_color(), markersize=7)
+    ax.set(xlabel="recall", ylabel="precision", title=title, yscale="log")
+    ax.axvline(report.target.get("recall", 0.95), color="grey", linestyle=":", linewidth=1)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
