@@ -70,6 +70,10 @@ class FaissIndex:
     def dimension(self) -> int:
         return int(self.index.d)
 
+    @property
+    def ids(self) -> set[str]:
+        return set(self._labels)
+
     def __contains__(self, doc_id: str) -> bool:
         return doc_id in self._labels
 

@@ -92,6 +92,8 @@ def save_index(
 
 
 def _prune(folder: Path, keep: str) -> None:
+    for stale in folder.glob(".tmp-*"):  # left by a process killed mid-save
+        shutil.rmtree(stale, ignore_errors=True)
     versions = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("v"))
     for old in versions[:-KEEP_VERSIONS]:
         if old.name != keep:

@@ -1,0 +1,1 @@
+"""The REST service: FastAPI app over ``retriever`` indexes (``retriever serve``)."""

@@ -1,0 +1,77 @@
+"""Dynamic micro-batching: concurrent requests are merged into one model call, as TEI and infinity do.
+
+Requests queue up while the model is busy; the worker takes everything queued (up to ``max_size``
+items, waiting at most ``wait_ms`` for more), runs one call in the model executor, and hands each
+request its slice of the results. Model calls never run on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+from prometheus_client import Histogram
+
+
+class MicroBatcher:
+    def __init__(self, fn: Callable[[list[Any]], Sequence[Any]], executor: Executor, max_size: int = 64,
+                 wait_ms: float = 2.0, batch_sizes: Histogram | None = None, name: str = "batch") -> None:
+        self.fn, self.executor = fn, executor
+        self.max_size, self.wait = max_size, wait_ms / 1000.0
+        self.batch_sizes, self.name = batch_sizes, name
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+
+    def _ensure_worker(self) -> asyncio.Queue:
+        if self._queue is None or self._worker is None or self._worker.done():
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.get_running_loop().create_task(self._run(self._queue))
+        return self._queue
+
+    async def submit(self, items: list[Any]) -> list[Any]:
+        if not items:
+            return []
+        future = asyncio.get_running_loop().create_future()
+        await self._ensure_worker().put((items, future))
+        return await future
+
+    async def _run(self, queue: asyncio.Queue) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await queue.get()]
+            size = len(batch[0][0])
+            deadline = loop.time() + self.wait
+            while size < self.max_size:
+                try:
+                    item = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                batch.append(item)
+                size += len(item[0])
+            flat = [x for items, _ in batch for x in items]
+            if self.batch_sizes is not None:
+                self.batch_sizes.labels(self.name).observe(len(flat))
+            try:
+                results = await loop.run_in_executor(self.executor, self.fn, flat)
+            except Exception as exc:  # every waiting request gets the error, the worker lives on
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for items, future in batch:
+                if not future.done():
+                    future.set_result(list(results[start:start + len(items)]))
+                start += len(items)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()

@@ -1,0 +1,27 @@
+"""``retriever serve``: registered into the ``retriever`` CLI through the ``retriever.commands`` entry point."""
+
+from __future__ import annotations
+
+import typer
+
+
+def serve_command(
+    index: list[str] = typer.Option(..., "--index", "-i", help="Index name or path (repeat to serve several)."),
+    reranker: str | None = typer.Option(None, help="Cross-encoder folder; default: the bi-encoder's cosine."),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000, min=1, max=65535),
+    api_key: str | None = typer.Option(None, envvar="RETRIEVER_API_KEY", help="Require Authorization: Bearer KEY."),
+) -> None:
+    """Serve search, rerank, embeddings and document upserts over REST (FastAPI + uvicorn)."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    overrides = {"indexes": index, "reranker": reranker, "api_key": api_key}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, workers=1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.deps import get_runtime, require_api_key
+from service.runtime import Runtime
+from service.schemas import ReloadRequest
+
+probes = APIRouter(tags=["health"])
+router = APIRouter(tags=["operations"])
+
+
+@probes.get("/health")
+async def health() -> dict:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@probes.get("/ready")
+async def ready(runtime: Runtime = Depends(get_runtime)):
+    """Readiness: every index and model is loaded."""
+    if not runtime.ready:
+        return JSONResponse({"status": "loading"}, status_code=503)
+    return {"status": "ready", "indexes": list(runtime.indexes)}
+
+
+@router.get("/metrics", dependencies=[Depends(require_api_key)])
+async def metrics(runtime: Runtime = Depends(get_runtime)) -> Response:
+    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/info", dependencies=[Depends(require_api_key)])
+async def info(runtime: Runtime = Depends(get_runtime)) -> dict:
+    """Models, index manifests, adapters and the reranker."""
+    return {
+        "indexes": {
+            name: {
+                "manifest": live.manifest.model_dump(),
+                "documents": len(live.index),
+                "query_model": live.encoder.query.model_id,
+                "document_model": live.encoder.document.model_id,
+                "adapter": live.relevance.info if live.relevance else None,
+                "calibrated": live.relevance is not None,
+                "gpu": live.index.on_gpu,
+            }
+            for name, live in runtime.indexes.items()
+        },
+        "reranker": runtime.reranker.name if runtime.reranker else None,
+        "reranker_is_cross_encoder": bool(runtime.settings.reranker),
+        "limits": runtime.settings.model_dump(include={"max_query_chars", "max_batch", "max_top_k",
+                                                       "max_rerank_documents", "max_document_chars",
+                                                       "max_body_bytes"}),
+    }
+
+
+@router.post("/admin/reload", dependencies=[Depends(require_api_key)])
+async def reload(request: ReloadRequest | None = None, runtime: Runtime = Depends(get_runtime)) -> dict:
+    """Swap in the index's newest saved version without downtime."""
+    live = await runtime.reload(request.index if request else None)
+    return {"index": live.name, "version": live.manifest.version, "documents": len(live.index)}

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException
+
+from service.deps import check_texts, get_runtime
+from service.runtime import Runtime, Timer
+from service.schemas import SearchHit, SearchRequest, SearchResponse, SearchResult
+
+router = APIRouter(tags=["search"])
+
+
+@router.post("/search", response_model=SearchResponse, response_model_exclude_none=False)
+async def search(request: SearchRequest, runtime: Runtime = Depends(get_runtime)) -> SearchResponse:
+    """Dense search with calibrated filtering (default when the index has an adapter) and optional rerank."""
+    check_texts(runtime, request.texts)
+    s = runtime.settings
+    if request.top_k > s.max_top_k:
+        raise HTTPException(422, f"top_k {request.top_k} is over the limit of {s.max_top_k} (RETRIEVER_MAX_TOP_K)")
+    if request.rerank and request.rerank_depth > s.max_rerank_documents:
+        raise HTTPException(422, f"rerank_depth {request.rerank_depth} is over the limit of "
+                                 f"{s.max_rerank_documents} (RETRIEVER_MAX_RERANK_DOCUMENTS)")
+    timer = Timer(runtime.metrics)
+    live, outcome, docs, rerank_scores = await runtime.search(request, timer)
+    results = []
+    for row, (text, hits) in enumerate(zip(request.texts, outcome.hits, strict=True)):
+        out = []
+        for h in hits:
+            title, body = docs.get(h.id, (None, None))
+            out.append(SearchHit(id=h.id, score=h.score, relevance=h.relevance,
+                                 rerank_score=rerank_scores.get((row, h.id)),
+                                 title=title if request.return_text else None,
+                                 text=body if request.return_text else None))
+        if request.rerank:
+            head = sorted(out[: request.rerank_depth], key=lambda hit: -hit.rerank_score)
+            out = head + out[request.rerank_depth:]
+        results.append(SearchResult(query=text, hits=out[: request.top_k]))
+    return SearchResponse(index=live.name, calibrated=outcome.calibrated,
+                          threshold=outcome.threshold if request.filter == "calibrated" else None,
+                          results=results, timings_ms=timer.ms)

@@ -1,0 +1,157 @@
+"""What the routes call: the served indexes, model executors, micro-batchers, reload and the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retriever.encoders import TextEncoder
+from retriever.errors import IndexMismatchError, IndexNotFoundError, RetrieverError
+from retriever.live import LiveIndex
+from retriever.pipeline import search_texts
+from retriever.rerank import BiEncoderReranker, CrossEncoderReranker, Reranker
+from service.batching import MicroBatcher
+from service.metrics import ServiceMetrics
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class Timer:
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.metrics, self.ms = metrics, {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - start
+            self.ms[name] = round(self.ms.get(name, 0.0) + seconds * 1000, 3)
+            self.metrics.stage.labels(name).observe(seconds)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, metrics: ServiceMetrics) -> None:
+        self.settings, self.metrics = settings, metrics
+        torch.set_num_threads(settings.torch_threads)
+        self.model_executor = ThreadPoolExecutor(1, thread_name_prefix="model")  # one model call at a time
+        self.index_executor = ThreadPoolExecutor(1, thread_name_prefix="index")  # index reads/writes serialised
+        self.indexes: dict[str, LiveIndex] = {}
+        self.sources: dict[str, Path] = {}
+        self.reranker: Reranker | None = None
+        self._batchers: dict[tuple, MicroBatcher] = {}
+        self.ready = False
+
+    # ---- loading -------------------------------------------------------------------------------------
+    def _source(self, name_or_path: str) -> Path:
+        path = Path(name_or_path)
+        return path if path.is_dir() else self.settings.index_dir / name_or_path
+
+    def load_all(self) -> None:
+        if not self.settings.indexes:
+            raise RetrieverError("no index to serve: pass --index NAME (or set RETRIEVER_INDEXES)")
+        for entry in self.settings.indexes:
+            live = LiveIndex.open(self._source(entry), use_gpu=self.settings.use_gpu)
+            self.indexes[live.name] = live
+            self.sources[live.name] = self._source(entry)
+            self.metrics.index_size.labels(live.name).set(len(live.index))
+        first = next(iter(self.indexes.values()))
+        self.reranker = (CrossEncoderReranker(self.settings.reranker) if self.settings.reranker
+                         else BiEncoderReranker(first.encoder))
+        self.ready = True
+        logger.info("serving %s; reranker %s", ", ".join(self.indexes), self.reranker.name)
+
+    def get(self, name: str | None) -> LiveIndex:
+        if not self.indexes:
+            raise RetrieverError("the service is still loading")
+        if name is None:
+            return next(iter(self.indexes.values()))
+        if name not in self.indexes:
+            raise IndexNotFoundError(f"unknown index '{name}' (served: {', '.join(self.indexes)})")
+        return self.indexes[name]
+
+    async def reload(self, name: str | None) -> LiveIndex:
+        """Open the index's current version beside the old one, then swap: requests in flight keep the
+        old object and finish on it; new requests get the new one."""
+        old = self.get(name)
+
+        def open_new() -> LiveIndex:
+            try:
+                return LiveIndex.open(self.sources[old.name], encoder=old.encoder, use_gpu=self.settings.use_gpu)
+            except IndexMismatchError:  # the new version was built with another model
+                return LiveIndex.open(self.sources[old.name], use_gpu=self.settings.use_gpu)
+
+        new = await asyncio.get_running_loop().run_in_executor(self.index_executor, open_new)
+        self.indexes[old.name] = new
+        self.metrics.index_size.labels(new.name).set(len(new.index))
+        logger.info("reloaded %s: %s -> %s", new.name, old.manifest.version, new.manifest.version)
+        return new
+
+    # ---- batched model calls --------------------------------------------------------------------------
+    def _batcher(self, key: tuple, fn) -> MicroBatcher:
+        if key not in self._batchers:
+            self._batchers[key] = MicroBatcher(fn, self.model_executor, self.settings.batch_max_size,
+                                               self.settings.batch_wait_ms, self.metrics.batch_size, key[0])
+        return self._batchers[key]
+
+    async def encode(self, encoder: TextEncoder, texts: list[str], side: str) -> np.ndarray:
+        batcher = self._batcher((f"encode-{side}", id(encoder)), lambda batch: encoder.encode(batch, side=side))
+        return np.asarray(await batcher.submit(texts), dtype=np.float32)
+
+    async def rerank_pairs(self, queries: list[str], documents: list[str]) -> np.ndarray:
+        reranker = self.reranker
+        batcher = self._batcher(("rerank", id(reranker)), lambda pairs: reranker.score_pairs(
+            [q for q, _ in pairs], [d for _, d in pairs]))
+        return np.asarray(await batcher.submit(list(zip(queries, documents, strict=True))), dtype=np.float32)
+
+    async def in_index_thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.index_executor, fn, *args)
+
+    # ---- search ----------------------------------------------------------------------------------------
+    async def search(self, request, timer: Timer) -> tuple[LiveIndex, object, dict, dict]:
+        live = self.get(request.index)
+        texts = request.texts
+        with timer.stage("encode"):
+            vectors = await self.encode(live.encoder.query, texts, "query")
+        min_relevance = None
+        if isinstance(request.filter, str):
+            if request.filter == "calibrated" and live.relevance is not None:
+                min_relevance = live.relevance.threshold
+        else:
+            if live.relevance is None:
+                raise RetrieverError(f"index '{live.name}' has no adapter: run 'retriever calibrate' to use "
+                                     "min_relevance, or filter 'none'")
+            min_relevance = request.filter.min_relevance
+        depth = max(request.top_k, request.rerank_depth if request.rerank else 0)
+        with timer.stage("search"):
+            outcome = await self.in_index_thread(
+                lambda: search_texts(live.index, live.encoder, texts, depth, live.relevance, min_relevance, vectors))
+        need_text = request.return_text or request.rerank
+        ids = sorted({h.id for hits in outcome.hits for h in hits}) if need_text else []
+        with timer.stage("fetch"):
+            docs = await self.in_index_thread(live.texts, ids) if ids else {}
+        rerank_scores: dict = {}
+        if request.rerank:
+            pairs = [(row, h.id) for row, hits in enumerate(outcome.hits) for h in hits[: request.rerank_depth]]
+            with timer.stage("rerank"):
+                scores = await self.rerank_pairs([texts[r] for r, _ in pairs],
+                                                 [" ".join(docs.get(d, ("", ""))).strip() for _, d in pairs])
+            rerank_scores = {pair: float(s) for pair, s in zip(pairs, scores, strict=True)}
+        return live, outcome, docs, rerank_scores
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
+        self.model_executor.shutdown(wait=False, cancel_futures=True)
+        self.index_executor.shutdown(wait=True)
+        for live in self.indexes.values():
+            live.close()
