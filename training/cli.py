@@ -10,6 +10,9 @@ import typer
 
 def train_command(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file; flags override it."),
+    method: str | None = typer.Option(None, help="finetune (default) | adore (query tower only, needs --index)"),
+    index: str | None = typer.Option(None, help="ADORE: index built with the frozen document encoder."),
+    adore_top_k: int | None = typer.Option(None, help="ADORE: dynamic negatives per query (default 200)."),
     data: str | None = typer.Option(None, help="Dataset name or BEIR folder."),
     split: str | None = typer.Option(None, help="Training split (default train)."),
     dev_split: str | None = typer.Option(None, help="Held-out split for evaluation (default dev)."),
@@ -25,6 +28,7 @@ def train_command(
     output: Path | None = typer.Option(None, "--output", "-o", help="Output folder (a sentence-transformers model)."),
     negatives_file: Path | None = typer.Option(None, help="Mined hard negatives (retriever mine)."),
     n_negatives: int | None = typer.Option(None, help="Hard negatives per row."),
+    negative_sampling: str | None = typer.Option(None, help="random (STAR, default) | top"),
     max_pairs: int | None = typer.Option(None, help="Subsample training pairs (seeded)."),
     dev_corpus_size: int | None = typer.Option(None),
     eval_steps: int | None = typer.Option(None),
@@ -40,11 +44,47 @@ def train_command(
 
     overrides = {k: v for k, v in params.items() if k not in ("config", "as_json", "resume")}
     overrides["resume"] = resume or None
-    result = train(load_config(config, overrides))
+    settings = load_config(config, overrides)
+    if settings.method == "adore":
+        from training.adore import train_adore
+
+        summary = train_adore(settings)
+        typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
+        return
+    result = train(settings)
     summary = {"output": str(result.output), "train_seconds": round(result.train_seconds, 1),
                "samples_per_s": round(result.samples_per_s, 2), "steps": result.steps, "best_dev": result.best_dev}
     typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
 
 
+def mine_command(
+    index: str = typer.Option(..., "--index", "-i", help="Index built with the warm-up (mining) model."),
+    data: str = typer.Option(..., "--data", "-d"),
+    split: str = typer.Option("train"),
+    output: Path = typer.Option(..., "--output", "-o", help="Negatives file (JSON) to write."),
+    top_k: int = typer.Option(200, min=1, help="Negatives per query, from the top of the ranking."),
+    skip_top: int = typer.Option(0, min=0, help="Skip this many top non-positives (likely false negatives)."),
+    max_score: float | None = typer.Option(None, help="Drop negatives scoring above this cosine."),
+    relative_margin: float | None = typer.Option(None, help="Drop negatives above margin x lowest positive score."),
+    sampling: str = typer.Option("top", help="top | random (with --n-keep)"),
+    n_keep: int | None = typer.Option(None, min=1, help="Keep this many per query."),
+    seed: int = typer.Option(42),
+) -> None:
+    """Mine static hard negatives for training (STAR) from an index; labelled positives never appear."""
+    from retriever.data import load_dataset
+    from retriever.pipeline import open_index
+    from training.negatives import MiningParams, mine_hard_negatives
+
+    dataset = load_dataset(data)
+    faiss_index, manifest, encoder = open_index(index, show_progress=True)
+    params = MiningParams(top_k, skip_top, max_score, relative_margin, sampling, n_keep, seed)
+    mined = mine_hard_negatives(dataset, split, faiss_index, manifest, encoder, params)
+    mined.save(output)
+    counts = [len(v) for v in mined.negatives.values()]
+    typer.echo(f"{output}: {sum(counts)} negatives for {len(counts)} queries "
+               f"(min {min(counts, default=0)}, max {max(counts, default=0)}), model {mined.model_id}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
+    app.command("mine")(mine_command)

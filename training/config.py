@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from retriever.errors import RetrieverError
 
-LossName = Literal["contrastive", "mw", "mnrl"]
+LossName = Literal["contrastive", "mw", "mnrl", "star"]
 
 
 class TrainConfig(BaseModel):
@@ -18,6 +18,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    method: Literal["finetune", "adore"] = "finetune"
     data: str = "scifact"
     split: str = "train"
     dev_split: str = "dev"
@@ -35,12 +36,16 @@ class TrainConfig(BaseModel):
     output: Path = Path("models/run")
     negatives_file: Path | None = None
     n_negatives: int = Field(0, ge=0)
+    negative_sampling: Literal["random", "top"] = "random"
     max_pairs: int | None = Field(None, ge=1, description="subsample training pairs (seeded)")
     dev_corpus_size: int = Field(1000, ge=0, description="dev positives plus this many other docs")
     eval_steps: int | None = Field(None, ge=1, description="default: once per epoch")
     save_steps: int = Field(50, ge=1)
     early_stopping_patience: int | None = Field(3, ge=1)
     resume: bool = False
+    index: str | None = Field(None, description="ADORE: index of the frozen document encoder")
+    adore_top_k: int = Field(200, ge=1, description="ADORE: dynamic negatives retrieved per query")
+    update_index: bool = Field(True, description="ADORE: write an index version naming the new query tower")
 
     @field_validator("split", "dev_split")
     @classmethod

@@ -37,10 +37,13 @@ def build_rows(
     n_negatives: int = 0,
     max_pairs: int | None = None,
     seed: int = 42,
+    negative_sampling: str = "random",
 ) -> TrainingRows:
     """One row per (query, positive) pair of ``split``; ``negatives`` maps a query id to ranked negatives.
 
-    ``max_pairs`` subsamples pairs uniformly with ``seed`` (for large training sets on a CPU).
+    ``max_pairs`` subsamples pairs uniformly with ``seed`` (for large training sets on a CPU). Each row
+    takes ``n_negatives`` of its query's mined negatives: sampled uniformly (STAR's choice, default) or the
+    top-ranked ones.
     """
     qrels = dataset.qrels(split)
     pairs = [(q, d) for q, docs in qrels.items() for d, rel in docs.items() if rel > 0]
@@ -48,6 +51,7 @@ def build_rows(
         keep = np.sort(np.random.default_rng(seed).choice(len(pairs), size=max_pairs, replace=False))
         pairs = [pairs[i] for i in keep]
         logger.info("subsampled %d of %d training pairs (seed %d)", max_pairs, len(qrels), seed)
+    rng = np.random.default_rng(seed)
     ids: list[tuple[str, list[str]]] = []
     for q, d in pairs:
         negs: list[str] = []
@@ -55,7 +59,10 @@ def build_rows(
             pool = [n for n in (negatives or {}).get(q, []) if n not in qrels[q]]
             if len(pool) < n_negatives:
                 continue  # no row with fewer negatives than the others: columns must align
-            negs = pool[:n_negatives]
+            if negative_sampling == "random":
+                negs = [pool[i] for i in np.sort(rng.choice(len(pool), n_negatives, replace=False))]
+            else:
+                negs = pool[:n_negatives]
         ids.append((q, [d, *negs]))
     if not ids:
         raise ValueError(f"no training rows in split '{split}'")

@@ -20,7 +20,7 @@ from retriever.errors import RetrieverError
 from training.callbacks import BestModelEarlyStopping, JsonLogCallback, plot_training_curve
 from training.config import TrainConfig
 from training.examples import build_rows
-from training.losses import ContrastiveLoss, KnownPositives, MWLoss
+from training.losses import ContrastiveLoss, KnownPositives, MWLoss, StarLoss
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def make_loss(config: TrainConfig, model, known: KnownPositives):
         from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
         return MultipleNegativesRankingLoss(model, scale=1.0 / config.tau, gather_across_devices=distributed)
-    cls = MWLoss if config.loss == "mw" else ContrastiveLoss
+    cls = {"mw": MWLoss, "star": StarLoss}.get(config.loss, ContrastiveLoss)
     return cls(model, known=known, temperature=config.tau, gather_across_devices=distributed)
 
 
@@ -71,12 +71,12 @@ def dev_evaluator(dataset: BeirDataset, config: TrainConfig):
 def load_negatives(path: Path | None) -> dict[str, list[str]] | None:
     if path is None:
         return None
-    try:
-        from training.negatives import read_negatives
+    from training.negatives import read_negatives
 
-        return read_negatives(path).negatives
-    except ImportError:
-        raise RetrieverError("hard-negative files need the mining module (training.negatives)") from None
+    mined = read_negatives(path)
+    logger.info("hard negatives from %s (mined with %s, fingerprint %s)", path, mined.model_id,
+                mined.model_fingerprint)
+    return mined.negatives
 
 
 def _training_args(config: TrainConfig, steps_per_epoch: int):
@@ -130,8 +130,10 @@ def train(config: TrainConfig) -> TrainResult:
     atomic_write_json(output / "train_config.json", json.loads(config.model_dump_json()))
 
     dataset = load_dataset(config.data)
+    if config.loss == "star" and not (config.negatives_file and config.n_negatives):
+        raise RetrieverError("--loss star needs --negatives-file (from 'retriever mine') and --n-negatives >= 1")
     rows = build_rows(dataset, config.split, load_negatives(config.negatives_file), config.n_negatives,
-                      config.max_pairs, config.seed)
+                      config.max_pairs, config.seed, config.negative_sampling)
     model = load_sentence_transformer(config.model)
     model.max_seq_length = config.max_seq_length
     loss = make_loss(config, model, rows.known)

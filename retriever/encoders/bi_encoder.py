@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from retriever.encoders.text_encoder import TextEncoder
 from retriever.errors import ModelError
+
+TOWERS_FILE = "towers.json"  # an asymmetric model folder: {"query": subfolder, "document": model id or path}
+
+
+def load_towers(path: str | Path) -> tuple[str, str] | None:
+    """``(query tower path, document model)`` of an asymmetric model folder, or None for a plain model."""
+    towers = Path(path) / TOWERS_FILE
+    if not towers.is_file():
+        return None
+    spec = json.loads(towers.read_text())
+    return str(Path(path) / spec["query"]), spec["document"]
 
 
 class BiEncoder:
@@ -21,6 +35,9 @@ class BiEncoder:
 
     @classmethod
     def load(cls, model: str = "default", query_model: str | None = None, **kwargs) -> BiEncoder:
+        towers = load_towers(model) if Path(model).is_dir() else None
+        if towers is not None:  # e.g. ADORE output: a trained query tower over an untouched document model
+            model, query_model = towers[1], query_model or towers[0]
         document = TextEncoder.load(model, **kwargs)
         query = TextEncoder.load(query_model, **kwargs) if query_model else document
         return cls(query, document)

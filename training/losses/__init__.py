@@ -4,5 +4,14 @@ column holding the row index, which the loss uses to mask known positives."""
 from training.losses.base import KnownPositives
 from training.losses.infonce import ContrastiveLoss, infonce_from_scores
 from training.losses.mw import MWLoss, mw_from_scores
+from training.losses.star import StarLoss, star_from_scores
 
-__all__ = ["ContrastiveLoss", "KnownPositives", "MWLoss", "infonce_from_scores", "mw_from_scores"]
+__all__ = [
+    "ContrastiveLoss",
+    "KnownPositives",
+    "MWLoss",
+    "StarLoss",
+    "infonce_from_scores",
+    "mw_from_scores",
+    "star_from_scores",
+]

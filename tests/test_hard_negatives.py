@@ -1,0 +1,106 @@
+import hashlib
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from retriever.data import load_beir
+from retriever.index import load_index
+from retriever.pipeline import build_index
+from training.adore import adore_loss, delta_mrr_weights, dynamic_candidates
+from training.config import TrainConfig
+from training.losses import star_from_scores
+from training.negatives import MiningParams, mine_hard_negatives, read_negatives
+
+
+@pytest.fixture
+def tiny_built(tiny_dir: Path, encoder, tmp_path: Path):
+    ds = load_beir(tiny_dir)
+    index, manifest, path = build_index(ds, encoder, "tiny", root=tmp_path / "indexes", use_gpu=False)
+    return ds, index, manifest, path
+
+
+def test_mining_never_returns_a_labelled_positive(tiny_built, encoder, tmp_path) -> None:
+    ds, index, manifest, _ = tiny_built
+    for params in (MiningParams(top_k=20), MiningParams(top_k=3, skip_top=1), MiningParams(sampling="random", n_keep=2),
+                   MiningParams(max_score=0.3), MiningParams(relative_margin=0.95)):
+        mined = mine_hard_negatives(ds, "train", index, manifest, encoder, params)
+        for qid, negatives in mined.negatives.items():
+            labelled = {d for split in ds.file_qrels.values() for d in split.get(qid, {})}
+            assert not labelled & set(negatives), (params, qid)
+    full = mine_hard_negatives(ds, "train", index, manifest, encoder, MiningParams(top_k=20))
+    q = next(iter(full.negatives))
+    assert len(full.negatives[q]) == 12 - len(ds.file_qrels["train"][q])  # everything else, ranked
+    skipped = mine_hard_negatives(ds, "train", index, manifest, encoder, MiningParams(top_k=3, skip_top=1))
+    assert skipped.negatives[q] == full.negatives[q][1:4]
+    path = full.save(tmp_path / "neg.json")
+    again = read_negatives(path)
+    assert again.negatives == full.negatives and again.model_fingerprint == encoder.document.fingerprint
+
+
+def test_star_loss_matches_hand_computation() -> None:
+    scores = torch.tensor([[0.9, 0.2, 0.5], [0.1, 0.8, 0.3]], dtype=torch.float64)
+    excluded = torch.tensor([[True, False, True], [False, True, False]])  # (0, 2) is a known positive
+    pairs = [(0.9, 0.2), (0.8, 0.1), (0.8, 0.3)]
+    expected = sum(math.log1p(math.exp((n - p) / 0.1)) for p, n in pairs) / 3
+    assert star_from_scores(scores, torch.tensor([0, 1]), excluded, 0.1).item() == pytest.approx(expected)
+
+
+def test_delta_mrr_weights_hand_example() -> None:
+    ranks = torch.tensor([[1, 2, 3, 6]])  # the last is an unretrieved positive past the cut-off k = 5
+    relevant = torch.tensor([[False, True, False, True]])
+    valid = torch.ones_like(relevant)
+    w = delta_mrr_weights(ranks, relevant, valid, cutoff=5)[0]
+    expected = torch.zeros(4, 4)
+    expected[1, 0], expected[1, 2] = abs(1 / 2 - 1), abs(1 / 2 - 1 / 3)
+    expected[3, 0], expected[3, 2] = 1.0, 1 / 3
+    torch.testing.assert_close(w, expected)
+    scores = torch.tensor([[0.5, 0.4, 0.3, 0.1]])
+    loss = adore_loss(scores, w[None], 0.1)
+    hand = (0.5 * math.log1p(math.exp(1)) + (1 / 6) * math.log1p(math.exp(-1))
+            + 1.0 * math.log1p(math.exp(4)) + (1 / 3) * math.log1p(math.exp(2)))
+    assert loss.item() == pytest.approx(hand, rel=1e-5)
+
+
+def test_dynamic_negatives_come_from_the_real_index(tiny_built, encoder) -> None:
+    ds, index, _, _ = tiny_built
+    queries = ["what causes earthquakes", "how is blood sugar regulated"]
+    vectors = encoder.encode_queries(queries)
+    doc_row = {d: i for i, d in enumerate(ds.doc_ids)}
+    batch = dynamic_candidates(index, vectors, [{"d5", "d9"}, {"d1"}], doc_row, k=3)
+    expected = index.search(vectors, 3).ids
+    assert batch.retrieved_ids == expected
+    second = [ds.doc_ids[r] for r in batch.rows[1][batch.valid[1]].tolist()]
+    assert second[:3] == expected[1] and "d1" in second  # the unretrieved positive is appended
+    assert batch.ranks[1][second.index("d1")] == 4 or "d1" in expected[1]
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_adore_keeps_the_document_side_bit_identical(tiny_built, encoder, tmp_path, tiny_dir) -> None:
+    from retriever.encoders import load_sentence_transformer
+    from retriever.index.store import current_version_dir
+    from training.adore import train_adore
+
+    _, _, manifest, path = tiny_built
+    folder = path.parent
+    index_file = current_version_dir(folder) / "index.faiss"
+    before_hash = file_hash(index_file)
+    doc_state = {k: v.clone() for k, v in encoder.document.model.state_dict().items()}
+    config = TrainConfig(method="adore", index=str(folder), data=str(tiny_dir), batch_size=2, adore_top_k=5,
+                         epochs=2, learning_rate=1e-4, output=tmp_path / "adore", query_max_seq_length=32)
+    summary = train_adore(config)
+    assert summary["steps"] >= 4
+    assert file_hash(index_file) == before_hash  # the old version is untouched
+    new_dir = current_version_dir(folder)
+    assert new_dir != index_file.parent and file_hash(new_dir / "index.faiss") == before_hash
+    _, new_manifest = load_index(folder, use_gpu=False)
+    assert new_manifest.model_fingerprint == manifest.model_fingerprint and new_manifest.query_model_id
+    reloaded_doc = load_sentence_transformer("default").state_dict()
+    for name, tensor in doc_state.items():
+        assert torch.equal(reloaded_doc[name], tensor), name
+    query_tower = load_sentence_transformer(new_manifest.query_model_id).state_dict()
+    assert any(not torch.equal(query_tower[n], t) for n, t in doc_state.items())  # the query tower moved

@@ -1,0 +1,53 @@
+"""STAR's loss (Zhan et al., "Optimizing Dense Retrieval Model Training with Hard Negatives", SIGIR 2021)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from training.losses.base import KnownPositives, batch_scores
+
+
+def star_from_scores(scores: Tensor, positive_column: Tensor, excluded: Tensor, temperature: float) -> Tensor:
+    """Mean over valid (positive, negative) pairs of the two-way softmax cross-entropy
+    ``-log(e^{s+} / (e^{s+} + e^{s-})) = softplus((s- - s+) / tau)``."""
+    rows = torch.arange(scores.size(0), device=scores.device)
+    positives = scores[rows, positive_column][:, None]
+    pair_losses = nn.functional.softplus((scores - positives) / temperature)
+    valid = ~excluded
+    return (pair_losses * valid).sum() / valid.sum().clamp(min=1)
+
+
+class StarLoss(nn.Module):
+    r"""STAR: static hard negatives plus random (in-batch) negatives, one shared encoder.
+
+    .. math::
+        L = \frac{1}{|P|} \sum_{(i, d^-) \in P} -\log \frac{e^{s(q_i, d_i^+)/\tau}}
+                {e^{s(q_i, d_i^+)/\tau} + e^{s(q_i, d^-)/\tau}}
+
+    ``P`` holds every (query, negative) pair of the batch: the other queries' positives and every hard
+    negative in the batch (the random negatives reuse the batch's document embeddings, as in the paper),
+    with labelled positives masked. Each pair is its own two-way softmax, unlike InfoNCE's one softmax over
+    all candidates; the paper averages the in-batch and the hard pairs together, and so do we. The paper
+    scores with raw inner products; with normalised embeddings a temperature (default 0.05) restores the
+    score range.
+
+    Inputs: ``(anchor, positive, negative_1..n, label)``; negatives come from ``retriever mine``.
+    Example::
+
+        loss = StarLoss(model, known=KnownPositives(qrels, rows))
+    """
+
+    def __init__(self, model: nn.Module, known: KnownPositives | None = None, temperature: float = 0.05,
+                 gather_across_devices: bool = False) -> None:
+        super().__init__()
+        self.model, self.known = model, known
+        self.temperature, self.gather_across_devices = temperature, gather_across_devices
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
+        scores, positive_column, excluded = batch_scores(
+            self.model, sentence_features, labels, self.known, self.gather_across_devices
+        )
+        return star_from_scores(scores, positive_column, excluded, self.temperature)

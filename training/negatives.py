@@ -1,0 +1,110 @@
+"""Static hard-negative mining from a FAISS index (``retriever mine``), in the manner of
+sentence-transformers' ``mine_hard_negatives``: a rank range, score margins, and top or random sampling."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from retriever.atomic import atomic_write_text
+from retriever.data import BeirDataset
+from retriever.encoders import BiEncoder
+from retriever.errors import DataError
+from retriever.index import FaissIndex, IndexManifest
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MiningParams:
+    top_k: int = 200
+    skip_top: int = 0
+    max_score: float | None = None
+    relative_margin: float | None = None
+    sampling: str = "top"
+    n_keep: int | None = None
+    seed: int = 42
+
+
+@dataclass
+class NegativesFile:
+    """Ranked negatives per query, with the mining model's fingerprint so a reader knows where they came from."""
+
+    dataset: str
+    split: str
+    model_id: str
+    model_fingerprint: str
+    index_version: str | None
+    params: dict
+    negatives: dict[str, list[str]] = field(default_factory=dict)
+
+    def save(self, path: Path) -> Path:
+        atomic_write_text(Path(path), json.dumps(asdict(self)))
+        return Path(path)
+
+
+def read_negatives(path: Path) -> NegativesFile:
+    try:
+        raw = json.loads(Path(path).read_text())
+        return NegativesFile(**raw)
+    except (OSError, ValueError, TypeError) as exc:
+        raise DataError(f"cannot read hard negatives from {path}: {str(exc).splitlines()[0][:160]}") from None
+
+
+def mine_hard_negatives(
+    dataset: BeirDataset,
+    split: str,
+    index: FaissIndex,
+    manifest: IndexManifest,
+    encoder: BiEncoder,
+    params: MiningParams | None = None,
+) -> NegativesFile:
+    """Top-``top_k`` per query from the index, labelled positives (of any split) removed, then:
+    ranks below ``skip_top`` dropped (likely false negatives), scores above ``max_score`` or above
+    ``relative_margin`` x the query's lowest positive score dropped, and ``n_keep`` kept by rank ("top")
+    or sampled uniformly ("random")."""
+    params = params or MiningParams()
+    if params.sampling not in ("top", "random"):
+        raise DataError(f"sampling must be 'top' or 'random', got '{params.sampling}'")
+    qrels = dataset.qrels(split)
+    every_positive: dict[str, set[str]] = {}
+    for name in dataset.file_qrels:
+        for qid, docs in dataset.file_qrels[name].items():
+            every_positive.setdefault(qid, set()).update(d for d, rel in docs.items() if rel > 0)
+    qids = list(qrels)
+    qvec = encoder.encode_queries([dataset.queries[q] for q in qids])
+    result = index.search(qvec, params.top_k + params.skip_top + 50)
+    positive_floor = _positive_floor(dataset, encoder, qids, qvec, qrels) if params.relative_margin else {}
+    rng = np.random.default_rng(params.seed)
+    negatives: dict[str, list[str]] = {}
+    for qid, ids, scores in zip(qids, result.ids, result.scores, strict=True):
+        labelled = every_positive.get(qid, set())
+        ranked = [(d, s) for d, s in zip(ids, scores, strict=True) if d not in labelled and d != qid]
+        ranked = ranked[params.skip_top: params.skip_top + params.top_k]
+        if params.max_score is not None:
+            ranked = [(d, s) for d, s in ranked if s <= params.max_score]
+        if params.relative_margin is not None:
+            ranked = [(d, s) for d, s in ranked if s <= params.relative_margin * positive_floor[qid]]
+        chosen = [d for d, _ in ranked]
+        if params.n_keep is not None and len(chosen) > params.n_keep:
+            if params.sampling == "random":
+                keep = np.sort(rng.choice(len(chosen), params.n_keep, replace=False))
+                chosen = [chosen[i] for i in keep]
+            else:
+                chosen = chosen[: params.n_keep]
+        negatives[qid] = chosen
+    logger.info("mined %d negatives for %d queries", sum(map(len, negatives.values())), len(negatives))
+    return NegativesFile(dataset.name, split, encoder.document.model_id, encoder.document.fingerprint,
+                         manifest.version, asdict(params), negatives)
+
+
+def _positive_floor(dataset, encoder, qids, qvec, qrels) -> dict[str, float]:
+    """Each query's lowest positive score, for the relative margin."""
+    from retriever.pipeline import positive_scores
+
+    scores = positive_scores(dataset, encoder, {q: qrels[q] for q in qids})
+    return {q: min(scores[q].values()) for q in qids if q in scores}
