@@ -10,16 +10,21 @@ import numpy as np
 from retriever.encoders.text_encoder import TextEncoder
 from retriever.errors import ModelError
 
-TOWERS_FILE = "towers.json"  # an asymmetric model folder: {"query": subfolder, "document": model id or path}
+TOWERS_FILE = "towers.json"  # an asymmetric model: {"query": ..., "document": ...}, subfolders or model ids
 
 
 def load_towers(path: str | Path) -> tuple[str, str] | None:
-    """``(query tower path, document model)`` of an asymmetric model folder, or None for a plain model."""
+    """``(query model, document model)`` of an asymmetric model folder, or None for a plain model.
+    Each entry is a subfolder of ``path`` or a model id/path of its own."""
     towers = Path(path) / TOWERS_FILE
     if not towers.is_file():
         return None
     spec = json.loads(towers.read_text())
-    return str(Path(path) / spec["query"]), spec["document"]
+
+    def resolve(entry: str) -> str:
+        return str(Path(path) / entry) if (Path(path) / entry).is_dir() else entry
+
+    return resolve(spec["query"]), resolve(spec["document"])
 
 
 class BiEncoder:

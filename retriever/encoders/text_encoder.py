@@ -39,12 +39,25 @@ def load_sentence_transformer(name_or_path: str, device: str | None = None):
 
     target, _ = resolve_model_path(name_or_path)
     try:
-        return SentenceTransformer(target, device=device)
+        return SentenceTransformer(target, device=device, trust_remote_code=uses_own_modules(target))
     except Exception as exc:  # hub, file and config errors all mean "cannot load this model"
         raise ModelError(
             f"cannot load model '{name_or_path}' ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}). "
             "Offline? Use 'default' or a local model folder."
         ) from None
+
+
+def uses_own_modules(path: str) -> bool:
+    """True when a model folder's modules are all sentence-transformers' or this project's (e.g. soft
+    tokens): installed code, not code shipped with the model, so loading it needs no remote-code trust."""
+    import json
+
+    modules = Path(path) / "modules.json"
+    if not modules.is_file():
+        return False
+    types = [m.get("type", "") for m in json.loads(modules.read_text())]
+    own = [t for t in types if not t.startswith("sentence_transformers.")]
+    return bool(own) and all(t.startswith("retriever.") for t in own)
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:

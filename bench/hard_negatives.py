@@ -1,0 +1,98 @@
+"""Issue 4: STAR, ADORE, ADORE + STAR and MW + STAR against zero-shot and in-batch contrastive.
+
+    python -m bench.hard_negatives --dataset scifact
+    python -m bench.hard_negatives --dataset nfcorpus --max-pairs 1600
+
+Negatives are mined once from the zero-shot index (top 200, labelled positives removed); each STAR row
+samples one of them (seeded). ADORE trains the query tower only, against an index copy, so the zero-shot
+index stays as it is. Trained models go to ``models/<dataset>-<method>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+
+import typer
+
+from bench.results import ROOT, record
+from retriever.data import load_dataset
+from retriever.encoders import BiEncoder
+from retriever.errors import IndexNotFoundError
+from retriever.pipeline import build_index, evaluate_index, open_index
+from training.adore import train_adore
+from training.config import TrainConfig
+from training.negatives import MiningParams, mine_hard_negatives, read_negatives
+from training.trainer import train
+
+logger = logging.getLogger("bench.hard_negatives")
+INDEXES = ROOT / "indexes"
+MODELS = ROOT / "models"
+
+
+def ensure_index(data, name: str, model: str):
+    try:
+        return (*open_index(INDEXES / name), 0.0)
+    except IndexNotFoundError:
+        encoder = BiEncoder.load(model, show_progress=True)
+        start = time.perf_counter()
+        index, manifest, _ = build_index(data, encoder, name, root=INDEXES)
+        return index, manifest, encoder, time.perf_counter() - start
+
+
+def evaluate_and_record(data, dataset: str, method: str, index, encoder, summary: dict, extra: dict) -> None:
+    report = evaluate_index(index, encoder, data, split="test", k=1000)
+    metrics = report.metrics | {"train_seconds": summary["train_seconds"], "samples_per_s": summary["samples_per_s"],
+                                "steps": summary["steps"]} | extra
+    record(dataset, "test", method, f"all-MiniLM-L6-v2+{method}", metrics, summary["train_seconds"])
+
+
+def main(
+    dataset: str = typer.Option("scifact"),
+    max_pairs: int | None = typer.Option(None),
+    batch_size: int = typer.Option(32),
+    learning_rate: float = typer.Option(2e-5),
+    seed: int = typer.Option(42),
+) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    data = load_dataset(dataset)
+    zero_index, zero_manifest, zero_encoder, _ = ensure_index(data, f"{dataset}-zero-shot", "default")
+
+    negatives_path = MODELS / f"{dataset}-negatives.json"
+    start = time.perf_counter()
+    if not negatives_path.is_file():
+        mine_hard_negatives(data, "train", zero_index, zero_manifest, zero_encoder,
+                            MiningParams(top_k=200, seed=seed)).save(negatives_path)
+    mining_seconds = time.perf_counter() - start
+    logger.info("negatives: %s (%d queries)", negatives_path, len(read_negatives(negatives_path).negatives))
+
+    common = dict(data=dataset, batch_size=batch_size, learning_rate=learning_rate, seed=seed, epochs=1.0,
+                  max_pairs=max_pairs, dev_corpus_size=500, early_stopping_patience=None)
+    for method, loss in (("star", "star"), ("mw-star", "mw")):
+        output = MODELS / f"{dataset}-{method}"
+        if not (output / "train_summary.json").is_file():
+            train(TrainConfig(loss=loss, negatives_file=negatives_path, n_negatives=1, output=output,
+                              resume=(output / "checkpoints").is_dir(), **common))
+        summary = json.loads((output / "train_summary.json").read_text())
+        index, _, encoder, encode_seconds = ensure_index(data, f"{dataset}-{method}", str(output))
+        evaluate_and_record(data, dataset, method, index, encoder, summary, {
+            "mining_seconds": mining_seconds, "mining_seconds_per_step": mining_seconds / summary["steps"],
+            "corpus_encode_seconds": encode_seconds})
+
+    for method, base in (("adore", f"{dataset}-zero-shot"), ("adore-star", f"{dataset}-star")):
+        target = INDEXES / f"{dataset}-{method}"
+        output = MODELS / f"{dataset}-{method}"
+        if not (output / "train_summary.json").is_file():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(INDEXES / base, target)
+            train_adore(TrainConfig(method="adore", index=str(target), output=output, **common))
+        summary = json.loads((output / "train_summary.json").read_text())
+        index, _, encoder = open_index(target)
+        evaluate_and_record(data, dataset, method, index, encoder, summary, {
+            "retrieval_seconds_per_step": summary["retrieval_seconds_per_step"], "corpus_encode_seconds": 0.0})
+
+
+if __name__ == "__main__":
+    typer.run(main)
