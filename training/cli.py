@@ -10,9 +10,12 @@ import typer
 
 def train_command(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file; flags override it."),
-    method: str | None = typer.Option(None, help="finetune (default) | adore (query tower only, needs --index)"),
+    method: str | None = typer.Option(None, help="finetune (default) | adore (needs --index) | soft-tokens"),
     index: str | None = typer.Option(None, help="ADORE: index built with the frozen document encoder."),
     adore_top_k: int | None = typer.Option(None, help="ADORE: dynamic negatives per query (default 200)."),
+    soft_tokens: int | None = typer.Option(None, help="soft-tokens: K (default 16)."),
+    soft_layers: int | None = typer.Option(None, help="soft-tokens: deep prompts in the first n layers (1)."),
+    side: str | None = typer.Option(None, help="soft-tokens: query (default) | doc | both"),
     data: str | None = typer.Option(None, help="Dataset name or BEIR folder."),
     split: str | None = typer.Option(None, help="Training split (default train)."),
     dev_split: str | None = typer.Option(None, help="Held-out split for evaluation (default dev)."),
@@ -45,10 +48,11 @@ def train_command(
     overrides = {k: v for k, v in params.items() if k not in ("config", "as_json", "resume")}
     overrides["resume"] = resume or None
     settings = load_config(config, overrides)
-    if settings.method == "adore":
+    if settings.method in ("adore", "soft-tokens"):
         from training.adore import train_adore
+        from training.soft_tokens import train_soft_tokens
 
-        summary = train_adore(settings)
+        summary = (train_adore if settings.method == "adore" else train_soft_tokens)(settings)
         typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
         return
     result = train(settings)

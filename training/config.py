@@ -18,7 +18,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["finetune", "adore"] = "finetune"
+    method: Literal["finetune", "adore", "soft-tokens"] = "finetune"
     data: str = "scifact"
     split: str = "train"
     dev_split: str = "dev"
@@ -46,6 +46,9 @@ class TrainConfig(BaseModel):
     index: str | None = Field(None, description="ADORE: index of the frozen document encoder")
     adore_top_k: int = Field(200, ge=1, description="ADORE: dynamic negatives retrieved per query")
     update_index: bool = Field(True, description="ADORE: write an index version naming the new query tower")
+    soft_tokens: int = Field(16, ge=1, description="soft-tokens: K learnable vectors")
+    soft_layers: int = Field(1, ge=1, description="soft-tokens: re-set at the input of the first n layers")
+    side: Literal["query", "doc", "both"] = "query"
 
     @field_validator("split", "dev_split")
     @classmethod
