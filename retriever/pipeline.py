@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from retriever.data import BeirDataset
 from retriever.encoders import BiEncoder
+from retriever.errors import RetrieverError
 from retriever.evaluate import DEFAULT_METRICS, AucResult, evaluate_run, retrieval_auc
 from retriever.index import DataSource, FaissIndex, IndexManifest, index_root, load_index, save_index
 from retriever.index.store import resolve_index_dir
@@ -19,6 +21,23 @@ logger = logging.getLogger(__name__)
 Run = dict[str, dict[str, float]]
 
 
+def create_store(dimension: int, spec: str = "Flat", backend: str = "faiss", folder: Path | None = None,
+                 uri: str | None = None, use_gpu: bool = True):
+    """An empty vector store: in-process FAISS, or Milvus (Lite at ``<folder>/milvus.db`` unless ``uri``)."""
+    if backend == "faiss":
+        return FaissIndex.create(dimension, spec, use_gpu=use_gpu)
+    if backend == "milvus":
+        from retriever.index.milvus_store import MilvusStore
+
+        if folder is None and uri is None:
+            raise RetrieverError("the milvus backend needs --uri or an index folder for Milvus Lite")
+        collection = re.sub(r"[^A-Za-z0-9_]", "_", (folder.name if folder else "docs"))
+        if not collection[0].isalpha():
+            collection = "c_" + collection
+        return MilvusStore.create(dimension, spec, uri or str(Path(folder).resolve() / "milvus.db"), collection)
+    raise RetrieverError(f"unknown backend '{backend}' (faiss or milvus)")
+
+
 def build_index(
     dataset: BeirDataset,
     encoder: BiEncoder,
@@ -26,11 +45,14 @@ def build_index(
     spec: str = "Flat",
     root: Path | None = None,
     use_gpu: bool = True,
+    backend: str = "faiss",
+    uri: str | None = None,
 ) -> tuple[FaissIndex, IndexManifest, Path]:
     """Encode the corpus, index it and save it atomically as ``<root>/<name>``."""
     doc_ids = dataset.doc_ids
     vectors = encoder.encode_documents(dataset.doc_texts(doc_ids))
-    index = FaissIndex.create(encoder.dimension, spec, use_gpu=use_gpu)
+    folder = (root or index_root()) / name
+    index = create_store(encoder.dimension, spec, backend, folder, uri, use_gpu)
     index.add(doc_ids, vectors)
     manifest = IndexManifest(
         name=name,
@@ -42,7 +64,7 @@ def build_index(
         index_spec=spec,
         data_source=DataSource(dataset=dataset.name, path=str(dataset.path), sha256=dataset.content_hash),
     )
-    path = save_index(index, manifest, (root or index_root()) / name)
+    path = save_index(index, manifest, folder)
     return index, manifest.model_copy(update={"count": len(index), "version": path.name}), path
 
 

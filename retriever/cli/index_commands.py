@@ -30,6 +30,9 @@ def build_command(
     query_model: str | None = typer.Option(None, help="Separate query tower, if any."),
     spec: str = typer.Option("Flat", help="FAISS factory string: Flat, HNSW32, IVF256,Flat, IVF256,PQ16 ..."),
     root: Path | None = typer.Option(None, help="Index folder (default $RETRIEVER_INDEX_DIR or indexes/)."),
+    backend: str = typer.Option("faiss", help="faiss (in process) | milvus (Lite file or server)."),
+    uri: str | None = typer.Option(None, help="Milvus URI: http://host:19530, or a file for Milvus Lite "
+                                              "(default: <index folder>/milvus.db)."),
     batch_size: int = typer.Option(64, min=1),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -37,10 +40,11 @@ def build_command(
     dataset = load_dataset(data)
     encoder = BiEncoder.load(model, query_model=query_model, show_progress=True, batch_size=batch_size)
     start = time.perf_counter()
-    index, manifest, path = build_index(dataset, encoder, name, spec=spec, root=root)
+    index, manifest, path = build_index(dataset, encoder, name, spec=spec, root=root, backend=backend, uri=uri)
     info = manifest.model_dump() | {"path": str(path), "seconds": round(time.perf_counter() - start, 2)}
     table = Table(title=f"index '{name}'")
-    for key in ("path", "model_id", "dimension", "index_spec", "count", "seconds"):
+    info["backend"] = backend
+    for key in ("path", "backend", "model_id", "dimension", "index_spec", "count", "seconds"):
         table.add_row(key, str(info[key]))
     emit(info, as_json, table)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -26,7 +28,12 @@ def gpu_count() -> int:
 
 
 class FaissIndex:
-    """``IndexIDMap2`` over a factory index; labels are int64 positions in :attr:`names`, never reused."""
+    """``IndexIDMap2`` over a factory index; labels are int64 positions in :attr:`names`, never reused.
+
+    The embedded default backend of the :class:`~retriever.index.store_api.VectorStore` interface.
+    """
+
+    backend = "faiss"
 
     def __init__(self, index: faiss.Index, names: list[str | None], spec: str, use_gpu: bool = True) -> None:
         self.spec = spec
@@ -62,6 +69,17 @@ class FaissIndex:
     def to_cpu(self) -> faiss.Index:
         """A CPU copy for saving (the GPU index is the live one when present)."""
         return faiss.index_gpu_to_cpu(self.index) if self.on_gpu else self.cpu_index
+
+    def persist(self, folder: Path) -> dict:
+        """Write ``index.faiss`` and ``ids.json`` into a (temporary) version folder."""
+        faiss.write_index(self.to_cpu(), str(Path(folder) / "index.faiss"))
+        (Path(folder) / "ids.json").write_text(json.dumps(self.names.tolist()))
+        return {}
+
+    @classmethod
+    def restore(cls, folder: Path, spec: str, options: dict, use_gpu: bool = True) -> FaissIndex:
+        names = json.loads((Path(folder) / "ids.json").read_text())
+        return cls(faiss.read_index(str(Path(folder) / "index.faiss")), names, spec, use_gpu=use_gpu)
 
     def __len__(self) -> int:
         return int(self.index.ntotal)

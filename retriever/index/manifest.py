@@ -29,6 +29,8 @@ class IndexManifest(BaseModel):
     metric: str = "inner_product"
     normalized: bool = True
     index_spec: str = "Flat"
+    backend: str = "faiss"
+    backend_options: dict[str, Any] = Field(default_factory=dict)
     count: int = 0
     data_source: DataSource | None = None
     created_at: str = Field(default_factory=utc_now)

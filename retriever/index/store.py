@@ -8,7 +8,6 @@ version intact and loadable.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -16,12 +15,11 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import faiss
-
 from retriever.atomic import atomic_write_text, fsync_dir
 from retriever.errors import IndexMismatchError, IndexNotFoundError, RetrieverError
 from retriever.index.faiss_index import FaissIndex
 from retriever.index.manifest import IndexManifest, utc_now
+from retriever.index.store_api import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +57,7 @@ def current_version_dir(folder: Path) -> Path:
 
 
 def save_index(
-    index: FaissIndex, manifest: IndexManifest, folder: Path, extra_files: dict[str, bytes] | None = None
+    index: VectorStore, manifest: IndexManifest, folder: Path, extra_files: dict[str, bytes] | None = None
 ) -> Path:
     """Write a new version of the index (plus ``extra_files``, e.g. an adapter) atomically; returns its folder."""
     folder = Path(folder)
@@ -71,8 +69,8 @@ def save_index(
     )
     try:
         tmp.mkdir()
-        faiss.write_index(index.to_cpu(), str(tmp / "index.faiss"))
-        (tmp / "ids.json").write_text(json.dumps(index.names.tolist()))
+        options = index.persist(tmp)
+        manifest = manifest.model_copy(update={"backend": index.backend, "backend_options": options})
         (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
@@ -105,13 +103,13 @@ def load_index(
     model_fingerprint: str | None = None,
     dimension: int | None = None,
     use_gpu: bool = True,
-) -> tuple[FaissIndex, IndexManifest]:
+) -> tuple[VectorStore, IndexManifest]:
     """Load the live version; refuse an index built with another model or dimension."""
     version_dir = current_version_dir(resolve_index_dir(name_or_path))
     try:
         manifest = IndexManifest.model_validate_json((version_dir / "manifest.json").read_text())
-        names = json.loads((version_dir / "ids.json").read_text())
-        cpu_index = faiss.read_index(str(version_dir / "index.faiss"))
+        index = backend_class(manifest.backend).restore(version_dir, manifest.index_spec, manifest.backend_options,
+                                                        use_gpu=use_gpu)
     except (OSError, ValueError, RuntimeError) as exc:
         raise RetrieverError(f"index at {version_dir} is unreadable: {str(exc).splitlines()[0][:160]}") from None
     if dimension is not None and dimension != manifest.dimension:
@@ -124,4 +122,14 @@ def load_index(
             f"(fingerprint {manifest.model_fingerprint}), not with the encoder in use "
             f"(fingerprint {model_fingerprint}); rebuild the index or pass the matching --model"
         )
-    return FaissIndex(cpu_index, names, manifest.index_spec, use_gpu=use_gpu), manifest
+    return index, manifest
+
+
+def backend_class(name: str):
+    if name == "faiss":
+        return FaissIndex
+    if name == "milvus":
+        from retriever.index.milvus_store import MilvusStore
+
+        return MilvusStore
+    raise RetrieverError(f"unknown vector store backend '{name}' (faiss or milvus)")

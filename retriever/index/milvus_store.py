@@ -1,0 +1,147 @@
+"""Milvus backend of the vector store interface, through ``pymilvus``.
+
+A local file URI (``./indexes/name/milvus.db``) runs Milvus Lite embedded; an ``http://host:19530`` URI
+talks to a Milvus standalone server or a cluster (sharding, replicas and GPU indexes are the server's
+business). Vectors live in Milvus; the index folder keeps the manifest, which names the URI and collection.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from retriever.errors import RetrieverError
+from retriever.index.faiss_index import SearchResult
+
+logger = logging.getLogger(__name__)
+_clients: dict[str, object] = {}
+_clients_lock = threading.Lock()
+BATCH = 1000
+
+
+def client_for(uri: str):
+    """One client per URI per process (Milvus Lite serves one file from one local server)."""
+    try:
+        from pymilvus import MilvusClient
+    except ImportError:
+        raise RetrieverError("the milvus backend needs pymilvus (pip install 'retrieval-trainer[milvus]')") from None
+    with _clients_lock:
+        if uri not in _clients:
+            if not uri.startswith(("http://", "https://", "tcp://")):
+                Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                _clients[uri] = MilvusClient(uri)
+            except Exception as exc:  # connection and start-up errors come in many types
+                raise RetrieverError(f"cannot reach Milvus at {uri}: {str(exc).splitlines()[0][:160]}") from None
+        return _clients[uri]
+
+
+def index_params_for(spec: str) -> tuple[str, dict, dict]:
+    """FAISS-style spec -> (Milvus index type, build params, search params)."""
+    if spec == "Flat":
+        return "FLAT", {}, {}
+    if match := re.fullmatch(r"HNSW(\d+)", spec):
+        return "HNSW", {"M": int(match.group(1)), "efConstruction": 200}, {"ef": 128}
+    if match := re.fullmatch(r"IVF(\d+),Flat", spec):
+        nlist = int(match.group(1))
+        return "IVF_FLAT", {"nlist": nlist}, {"nprobe": max(1, nlist // 16)}
+    raise RetrieverError(f"index spec '{spec}' has no Milvus equivalent (use Flat, HNSW<M> or IVF<n>,Flat)")
+
+
+class MilvusStore:
+    backend = "milvus"
+
+    def __init__(self, uri: str, collection: str, spec: str = "Flat") -> None:
+        self.uri, self.collection, self.spec = uri, collection, spec
+        self.client = client_for(uri)
+        self._search_params = index_params_for(spec)[2]
+
+    @classmethod
+    def create(cls, dimension: int, spec: str, uri: str, collection: str) -> MilvusStore:
+        from pymilvus import DataType, MilvusClient
+
+        index_type, build, _ = index_params_for(spec)
+        client = client_for(uri)
+        if client.has_collection(collection):
+            client.drop_collection(collection)
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=512)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
+        params = client.prepare_index_params()
+        params.add_index(field_name="vector", index_type=index_type, metric_type="IP", params=build)
+        try:
+            client.create_collection(collection, schema=schema, index_params=params)
+        except Exception as exc:  # e.g. an index type Milvus Lite does not have
+            raise RetrieverError(f"Milvus cannot create {index_type} at {uri}: {str(exc).splitlines()[0][:160]}") \
+                from None
+        return cls(uri, collection, spec)
+
+    @property
+    def dimension(self) -> int:
+        fields = self.client.describe_collection(self.collection)["fields"]
+        vector = next(f for f in fields if f["name"] == "vector")
+        return int(vector["params"]["dim"])
+
+    @property
+    def on_gpu(self) -> bool:
+        return False  # a Milvus server may use GPU indexes; that is invisible from here
+
+    def __len__(self) -> int:
+        rows = self.client.query(self.collection, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    @property
+    def ids(self) -> set[str]:
+        iterator = self.client.query_iterator(self.collection, batch_size=BATCH, filter='id != ""',
+                                              output_fields=["id"])
+        out: set[str] = set()
+        while batch := iterator.next():
+            out.update(row["id"] for row in batch)
+        iterator.close()
+        return out
+
+    def __contains__(self, doc_id: str) -> bool:
+        return bool(self.client.get(self.collection, ids=[doc_id], output_fields=["id"]))
+
+    def add(self, doc_ids: list[str], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(doc_ids):
+            raise RetrieverError(f"{len(vectors)} vectors of shape {vectors.shape} for {len(doc_ids)} ids")
+        if len(set(doc_ids)) != len(doc_ids):
+            raise RetrieverError("duplicate document ids in one add")
+        for start in range(0, len(doc_ids), BATCH):
+            rows = [{"id": d, "vector": v} for d, v in zip(doc_ids[start:start + BATCH],
+                                                          vectors[start:start + BATCH].tolist(), strict=True)]
+            self.client.upsert(self.collection, data=rows)
+
+    def remove(self, doc_ids: list[str]) -> int:
+        present = self.client.get(self.collection, ids=list(doc_ids), output_fields=["id"]) if doc_ids else []
+        if present:
+            self.client.delete(self.collection, ids=[row["id"] for row in present])
+        return len(present)
+
+    def search(self, queries: np.ndarray, k: int) -> SearchResult:
+        if k <= 0:
+            raise RetrieverError(f"k must be positive, got {k}")
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        hits = self.client.search(self.collection, data=queries.tolist(), limit=min(k, 16384), anns_field="vector",
+                                  search_params={"metric_type": "IP", "params": self._search_params},
+                                  output_fields=[])
+        ids = [[h["id"] for h in row] for row in hits]
+        scores = [np.array([h["distance"] for h in row], dtype=np.float32) for row in hits]
+        return SearchResult(ids=ids, scores=scores)
+
+    def persist(self, folder: Path) -> dict:
+        self.client.flush(self.collection)
+        return {"uri": self.uri, "collection": self.collection}
+
+    @classmethod
+    def restore(cls, folder: Path, spec: str, options: dict, use_gpu: bool = True) -> MilvusStore:
+        store = cls(options["uri"], options["collection"], spec)
+        if not store.client.has_collection(store.collection):
+            raise RetrieverError(f"Milvus at {store.uri} has no collection '{store.collection}'")
+        return store

@@ -1,0 +1,47 @@
+"""The one interface every vector store backend implements (FAISS embedded, Milvus distributed).
+
+Everything above it (pipeline, filtering, the live index, the service) only uses these members, so the
+backend is a configuration choice recorded in the index manifest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from retriever.index.faiss_index import SearchResult
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    backend: str
+    spec: str
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def ids(self) -> set[str]: ...
+
+    @property
+    def on_gpu(self) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+    def __contains__(self, doc_id: str) -> bool: ...
+
+    def add(self, doc_ids: list[str], vectors: np.ndarray) -> None:
+        """Insert or replace (upsert)."""
+
+    def remove(self, doc_ids: list[str]) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int) -> SearchResult:
+        """Top-k by inner product over L2-normalised vectors (cosine), best first."""
+
+    def persist(self, folder: Path) -> dict:
+        """Write what a version folder needs; return backend options for the manifest."""
+
+    @classmethod
+    def restore(cls, folder: Path, spec: str, options: dict, use_gpu: bool = True) -> VectorStore: ...
