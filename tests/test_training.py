@@ -115,3 +115,17 @@ def test_mw_gathers_negatives_across_processes(tiny_model_dir: Path, tmp_path: P
     # DDP averages the per-process losses' gradients: that must equal one process on the global batch.
     assert (ranks[0]["loss"] + ranks[1]["loss"]).item() / 2 == pytest.approx(single.item(), rel=1e-5)
     torch.testing.assert_close((ranks[0]["grad"] + ranks[1]["grad"]) / 2, grad, rtol=1e-4, atol=1e-7)
+
+
+def test_torchrun_two_cpu_processes(tiny_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = os.environ | {"RETRIEVER_CACHE_DIR": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "-m", "retriever", "train", "--data", str(tiny_dir), "--model",
+         str(tiny_model_dir), "--batch-size", "2", "--max-steps", "2", "--loss", "mw", "--output",
+         str(tmp_path / "ddp"), "--dev-corpus-size", "3", "--max-seq-length", "32", "--json"],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("\"output\"") == 1  # one report, from rank 0
+    assert json.loads(result.stdout[result.stdout.rindex("{\n"):])["steps"] == 2
+    assert (tmp_path / "ddp" / "model.safetensors").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -56,6 +57,8 @@ def train_command(
         typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
         return
     result = train(settings)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     summary = {"output": str(result.output), "train_seconds": round(result.train_seconds, 1),
                "samples_per_s": round(result.samples_per_s, 2), "steps": result.steps, "best_dev": result.best_dev}
     typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
