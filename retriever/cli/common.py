@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Wide enough for the tables when output is piped or logged (no terminal to measure).
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def emit(data: Any, as_json: bool, table: Table | None = None) -> None:
