@@ -19,6 +19,21 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory):
     os.environ["RETRIEVER_INDEX_DIR"] = str(base / "indexes")
     os.environ["HF_HUB_OFFLINE"] = "1"
     yield
+    _stop_milvus_lite()
+
+
+def _stop_milvus_lite() -> None:
+    """Stop Milvus Lite servers while pytest's streams are still open (its atexit logging fails later)."""
+    import sys
+
+    if "milvus_lite.server_manager" not in sys.modules:
+        return
+    from retriever.index import milvus_store
+
+    for client in milvus_store._clients.values():
+        client.close()
+    milvus_store._clients.clear()
+    sys.modules["milvus_lite.server_manager"].server_manager_instance.release_all()
 
 
 @pytest.fixture
