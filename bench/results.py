@@ -10,6 +10,7 @@ import json
 import shlex
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 TABLE = ROOT / "docs" / "results.md"
 KEY = ("dataset", "split", "method", "model")
-MAIN_COLUMNS = ("ndcg@10", "mrr@10", "recall@100", "map@100", "auc_global", "auc_per_query")
 
 
 def commit() -> str:
@@ -52,12 +52,25 @@ def record(dataset: str, split: str, method: str, model: str, metrics: dict[str,
         "metrics": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()},
         "seconds": round(seconds, 2), "command": command or this_command(), "commit": commit(),
     }
-    rows = [r for r in load() if tuple(r[k] for k in KEY) != tuple(entry[k] for k in KEY)]
-    rows.append(entry)
-    rows.sort(key=lambda r: tuple(str(r[k]) for k in KEY))
-    atomic_write_json(RESULTS, rows)
-    render(rows)
+    with _locked():  # benchmarks run side by side: no lost updates
+        rows = [r for r in load() if tuple(r[k] for k in KEY) != tuple(entry[k] for k in KEY)]
+        rows.append(entry)
+        rows.sort(key=lambda r: tuple(str(r[k]) for k in KEY))
+        atomic_write_json(RESULTS, rows)
+        render(rows)
     return entry
+
+
+@contextmanager
+def _locked():
+    import fcntl
+
+    with open(RESULTS.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _fmt(value: Any) -> str:
@@ -66,39 +79,57 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+FAMILIES = (  # (title, predicate on the method, preferred metric columns)
+    ("Retrieval", lambda m: not m.startswith(("filter-", "serve-", "peer-", "store-", "encode-")),
+     ("ndcg@10", "mrr@10", "recall@100", "map@100", "auc_global", "auc_per_query", "train_seconds",
+      "samples_per_s", "trainable_params")),
+    ("Relevance filtering", lambda m: m.startswith("filter-"),
+     ("k", "pr_auc", "p_at_r95", "filtered_at_r95", "threshold", "results_per_query", "recall_at_threshold",
+      "precision_at_threshold")),
+    ("Serving", lambda m: m.startswith(("serve-", "peer-")), ("concurrency", "qps", "p50_ms", "p95_ms", "p99_ms",
+                                                               "errors")),
+    ("Vector stores", lambda m: m.startswith("store-"), ("batch", "qps", "p50_ms", "p99_ms", "recall@10_vs_exact",
+                                                         "build_seconds", "n_vectors")),
+    ("Other", lambda m: m.startswith("encode-"), ()),
+)
+
+
+def _table(rows: list[dict], preferred: tuple[str, ...]) -> list[str]:
+    columns = [c for c in preferred if any(c in r["metrics"] for r in rows)]
+    if not columns:
+        return [f"- **{r['method']}** ({r['model']}): " + ", ".join(f"{k} = {_fmt(v)}" for k, v in r["metrics"].items())
+                for r in rows] + [""]
+    lines = ["| method | model | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
+    for r in rows:
+        cells = " | ".join(_fmt(r["metrics"].get(c)) for c in columns)
+        lines.append(f"| {r['method']} | {r['model']} | {cells} |")
+    extras = [(r, {k: v for k, v in r["metrics"].items() if k not in columns}) for r in rows]
+    lines.append("")
+    lines += [f"- {r['method']} ({r['model']}): " + ", ".join(f"{k} = {_fmt(v)}" for k, v in extra.items())
+              for r, extra in extras if extra]
+    return lines + [""]
+
+
 def render(rows: list[dict[str, Any]] | None = None) -> str:
-    """Write ``docs/results.md``: one table per dataset/split for ranking runs, one list for the rest."""
+    """Write ``docs/results.md``: per dataset/split, one table per family of methods, then the commands."""
     rows = load() if rows is None else rows
-    lines = ["# Results", "", "Generated from `bench/results.json` by `python -m bench.results`; do not edit.", ""]
+    lines = ["# Results", "", "Generated from `bench/results.json` by `python -m bench.results`; do not edit.",
+             "Each number comes with the command that reproduces it (below each section).", ""]
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["dataset"], row["split"]), []).append(row)
     for (dataset, split), group in sorted(groups.items()):
         lines += [f"## {dataset} / {split}", ""]
-        ranking = [r for r in group if any(c in r["metrics"] for c in MAIN_COLUMNS)]
-        other = [r for r in group if r not in ranking]
-        if ranking:
-            lines.append("| method | model | " + " | ".join(MAIN_COLUMNS) + " | seconds |")
-            lines.append("|---|---|" + "---:|" * (len(MAIN_COLUMNS) + 1))
-            for r in ranking:
-                cells = [_fmt(r["metrics"].get(c)) for c in MAIN_COLUMNS]
-                lines.append(f"| {r['method']} | {r['model']} | " + " | ".join(cells) + f" | {_fmt(r['seconds'])} |")
-            lines.append("")
-        for r in ranking + other:
-            extra = {k: v for k, v in r["metrics"].items() if k not in MAIN_COLUMNS or r in other}
-            if extra:
-                lines.append(f"- **{r['method']}** ({r['model']}): " + ", ".join(f"{k} = {_fmt(v)}"
-                                                                                 for k, v in extra.items()))
-        lines += ["", "Commands:", ""]
-        lines += [f"- `{r['method']}`: `{r['command']}` (commit {r['commit']})" for r in group]
+        for title, belongs, preferred in FAMILIES:
+            members = [r for r in group if belongs(r["method"])]
+            if members:
+                lines += [f"### {title}", ""] + _table(members, preferred)
+        lines += ["Commands:", ""]
+        lines += [f"- `{r['method']}` ({r['model']}): `{r['command']}` (commit {r['commit']})" for r in group]
         lines.append("")
     text = "\n".join(lines)
     atomic_write_text(TABLE, text)
     return text
-
-
-if __name__ == "__main__":
-    render()
 
 
 def write_significance(dataset: str, split: str, label: str, qrels, runs: dict) -> Path:
@@ -112,3 +143,7 @@ def write_significance(dataset: str, split: str, label: str, qrels, runs: dict) 
             f"```\n{report}\n```\n")
     atomic_write_text(path, text)
     return path
+
+
+if __name__ == "__main__":
+    render()
