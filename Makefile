@@ -10,7 +10,7 @@ INDEX ?= $(DATA)-demo
 # a second `make demo` continues the trained model instead of failing on its checkpoints
 RESUME = $(if $(wildcard models/$(DATA)-demo-mw/checkpoints),--resume,)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean docker-smoke
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,9 @@ test: setup lint
 bench: setup
 	$(PY) -m bench.baselines --dataset scifact --dataset nfcorpus
 	$(PY) -m bench.throughput
+
+docker-smoke: setup
+	bash docker/smoke.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
