@@ -145,11 +145,12 @@ def run_peer(peer_bin: str | None, dataset: str, queries: list[str], docs: list[
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     if peer_bin:
-        cmd = [peer_bin, "v2", "--model-id", model_path, "--model-id", str(reranker), "--port", str(port),
-               "--engine", "torch", "--device", "cpu", "--no-model-warmup"]
+        cmd = [peer_bin, "v2", "--model-id", model_path, "--model-id", str(reranker), "--served-model-name",
+               "minilm", "--served-model-name", "minilm-ce", "--port", str(port), "--engine", "torch",
+               "--device", "cpu", "--no-model-warmup"]
         peer, ready, embed_path = "infinity", "/health", "/embeddings"
-        embed = lambda q: {"model": model_path, "input": [q]}  # noqa: E731
-        rerank_model = {"model": str(reranker)}
+        embed = lambda q: {"model": "minilm", "input": [q]}  # noqa: E731
+        rerank_model = {"model": "minilm-ce"}
     else:
         cmd = [sys.executable, "-m", "uvicorn", "bench.peer_st_app:app", "--port", str(port), "--log-level",
                "warning"]
