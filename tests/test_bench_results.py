@@ -1,0 +1,16 @@
+import json
+
+from bench import results
+
+
+def test_rerun_replaces_its_record_and_renders(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(results, "RESULTS", tmp_path / "results.json")
+    monkeypatch.setattr(results, "TABLE", tmp_path / "results.md")
+    results.record("scifact", "test", "zero-shot", "m", {"ndcg@10": 0.5}, 1.0, command="cmd a")
+    results.record("scifact", "test", "mw", "m", {"ndcg@10": 0.6, "auc_global": 0.9}, 2.0, command="cmd b")
+    results.record("scifact", "test", "zero-shot", "m", {"ndcg@10": 0.55}, 1.0, command="cmd c")
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["method"], r["metrics"]["ndcg@10"]) for r in rows] == [("mw", 0.6), ("zero-shot", 0.55)]
+    assert set(rows[0]) == {"dataset", "split", "method", "model", "metrics", "seconds", "command", "commit"}
+    table = (tmp_path / "results.md").read_text()
+    assert "| zero-shot | m | 0.5500 |" in table and "`cmd c`" in table and "cmd a" not in table
