@@ -48,10 +48,9 @@ def plot_training_curve(log_path: Path, png_path: Path, metric: str) -> Path | N
         twin.plot(list(dev), list(dev.values()), "o-", color="tab:orange", label=metric)
         twin.set_ylabel(metric)
     fig.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
-    return Path(png_path)
+    from retriever.evaluate.plots import save_png
+
+    return save_png(fig, Path(png_path), dpi=110)
 
 
 class BestModelEarlyStopping(TrainerCallback):

@@ -15,8 +15,6 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    from retriever.atomic import atomic_write_bytes
-
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, (labels, scores) in curves.items():
         fpr, tpr, _ = roc_curve(labels, scores)
@@ -24,11 +22,20 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    return save_png(fig, path)
+
+
+def save_png(fig, path: Path, dpi: int = 120) -> Path:
+    """Render a matplotlib figure and write it atomically (a crash never leaves half a PNG)."""
     import io
 
+    import matplotlib.pyplot as plt
+
+    from retriever.atomic import atomic_write_bytes
+
+    fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
+    fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     atomic_write_bytes(Path(path), buffer.getvalue())
     return Path(path)

@@ -95,15 +95,13 @@ def calibrate(
 
 def plot_calibration(report: CalibrationReport, path: Path, title: str) -> Path:
     """Precision-recall curves of the three methods, each with its chosen operating point."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve
 
-    from retriever.atomic import atomic_write_bytes
+    from retriever.evaluate.plots import save_png
 
     fig, ax = plt.subplots(figsize=(6, 5))
     for method, (scores, labels, threshold) in report.curves.items():
@@ -117,9 +115,4 @@ def plot_calibration(report: CalibrationReport, path: Path, title: str) -> Path:
     ax.set(xlabel="recall", ylabel="precision", title=title, yscale="log")
     ax.axvline(report.target.get("recall", 0.95), color="grey", linestyle=":", linewidth=1)
     ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buffer.getvalue())
-    return Path(path)
+    return save_png(fig, path)
