@@ -95,13 +95,13 @@ def cross_encoder_dir() -> Path:
 
 
 def n_requests(concurrency: int, per_level: int) -> int:
-    return max(per_level, 4 * concurrency)
+    return max(per_level, 2 * concurrency)
 
 
 def main(
     index: str = typer.Option("scifact-zero-shot"),
     dataset: str = typer.Option("scifact"),
-    per_level: int = typer.Option(48, help="Requests per concurrency level (at least 4 x concurrency)."),
+    per_level: int = typer.Option(48, help="Requests per concurrency level (at least 2 x concurrency)."),
     peer_bin: str | None = typer.Option(None, help="The infinity_emb script of an environment that has it."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
