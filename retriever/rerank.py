@@ -24,11 +24,12 @@ class Reranker(Protocol):
 class CrossEncoderReranker:
     """sentence-transformers ``CrossEncoder`` scores, batched over every pair of a call."""
 
-    def __init__(self, path: str, batch_size: int = 32, max_length: int = 512) -> None:
+    def __init__(self, path: str, batch_size: int = 32, max_length: int | None = None) -> None:
+        """``max_length``: truncation, by default the model's own limit."""
         from sentence_transformers import CrossEncoder
 
         try:
-            self.model = CrossEncoder(path, max_length=max_length)
+            self.model = CrossEncoder(path, max_length=max_length) if max_length else CrossEncoder(path)
         except Exception as exc:  # missing files, bad config: one clear line
             raise ModelError(f"cannot load reranker '{path}': {str(exc).splitlines()[0][:160]}") from None
         self.name = f"cross-encoder:{path}"
