@@ -27,6 +27,22 @@ def gpu_count() -> int:
     return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
 
 
+IVF_NPROBE_FRACTION = 16  # probe nlist/16 lists (FAISS' own default of 1 loses most neighbours)
+HNSW_EF_SEARCH = 128
+
+
+def set_search_defaults(index: faiss.Index) -> None:
+    """Search-time accuracy knobs that FAISS leaves at speed-first defaults (the same as for Milvus)."""
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    try:
+        ivf = faiss.extract_index_ivf(inner)
+        ivf.nprobe = max(1, ivf.nlist // IVF_NPROBE_FRACTION)
+    except RuntimeError:
+        pass
+    if hasattr(inner, "hnsw"):
+        inner.hnsw.efSearch = HNSW_EF_SEARCH
+
+
 class FaissIndex:
     """``IndexIDMap2`` over a factory index; labels are int64 positions in :attr:`names`, never reused.
 
@@ -37,6 +53,7 @@ class FaissIndex:
 
     def __init__(self, index: faiss.Index, names: list[str | None], spec: str, use_gpu: bool = True) -> None:
         self.spec = spec
+        set_search_defaults(index)
         self.cpu_index = index
         self.names = np.array(names, dtype=object)
         self._labels = {name: label for label, name in enumerate(names) if name is not None}
