@@ -55,6 +55,7 @@ def main(
     batch_size: int = typer.Option(32),
     learning_rate: float = typer.Option(2e-5),
     seed: int = typer.Option(42),
+    only: list[str] = typer.Option([], help="Run only these methods (star, mw-star, adore, adore-star)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
@@ -71,6 +72,8 @@ def main(
     common = dict(data=dataset, batch_size=batch_size, learning_rate=learning_rate, seed=seed, epochs=1.0,
                   max_pairs=max_pairs, dev_corpus_size=500, early_stopping_patience=None)
     for method, loss in (("star", "star"), ("mw-star", "mw")):
+        if only and method not in only:
+            continue
         output = MODELS / f"{dataset}-{method}"
         if not (output / "train_summary.json").is_file():
             train(TrainConfig(loss=loss, negatives_file=negatives_path, n_negatives=1, output=output,
@@ -82,6 +85,8 @@ def main(
             "corpus_encode_seconds": encode_seconds})
 
     for method, base in (("adore", f"{dataset}-zero-shot"), ("adore-star", f"{dataset}-star")):
+        if only and method not in only:
+            continue
         target = INDEXES / f"{dataset}-{method}"
         output = MODELS / f"{dataset}-{method}"
         if not (output / "train_summary.json").is_file():
