@@ -60,15 +60,18 @@ async def drive(url: str, path: str, payloads: list[dict], concurrency: int, hea
     latencies: list[float] = []
     errors = 0
     semaphore = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=concurrency),
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=httpx.Limits(max_connections=concurrency),
                                  headers=headers) as client:
         async def one(payload: dict) -> None:
             nonlocal errors
             async with semaphore:
                 start = time.perf_counter()
-                r = await client.post(path, json=payload)
+                try:
+                    r = await client.post(path, json=payload)
+                    errors += r.status_code != 200
+                except httpx.HTTPError:  # a timeout is a failed request, not a crashed benchmark
+                    errors += 1
                 latencies.append((time.perf_counter() - start) * 1000)
-                errors += r.status_code != 200
 
         await one(payloads[0])  # warm-up, not counted
         latencies.clear()
@@ -103,6 +106,7 @@ def main(
     dataset: str = typer.Option("scifact"),
     per_level: int = typer.Option(48, help="Requests per concurrency level (at least 2 x concurrency)."),
     peer_bin: str | None = typer.Option(None, help="The infinity_emb script of an environment that has it."),
+    only: list[str] = typer.Option([], help="Run only these scenarios (e.g. serve-embed, peer)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
@@ -125,6 +129,8 @@ def main(
     }
     try:
         for method, (path, make) in scenarios.items():
+            if only and method not in only:
+                continue
             for c in CONCURRENCY:
                 payloads = [make(queries[i % len(queries)], i) for i in range(n_requests(c, per_level))]
                 stats = asyncio.run(drive(url, path, payloads, c))
@@ -133,7 +139,8 @@ def main(
     finally:
         server.terminate()
         server.wait(timeout=60)
-    run_peer(peer_bin, dataset, queries, docs, per_level, reranker)
+    if not only or "peer" in only:
+        run_peer(peer_bin, dataset, queries, docs, per_level, reranker)
 
 
 def run_peer(peer_bin: str | None, dataset: str, queries: list[str], docs: list[str], per_level: int,
