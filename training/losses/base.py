@@ -82,3 +82,17 @@ def batch_scores(
     if known is not None:
         excluded |= known.mask(labels, doc_labels, len(docs))
     return scores, positive_column, excluded
+
+
+class BatchLoss(nn.Module):
+    """Shared plumbing of the batch losses: the model, known positives, temperature and DDP gathering.
+    Subclasses turn :meth:`scores` into a loss."""
+
+    def __init__(self, model: nn.Module, known: KnownPositives | None = None, temperature: float = 0.05,
+                 gather_across_devices: bool = False) -> None:
+        super().__init__()
+        self.model, self.known = model, known
+        self.temperature, self.gather_across_devices = temperature, gather_across_devices
+
+    def scores(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return batch_scores(self.model, sentence_features, labels, self.known, self.gather_across_devices)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from training.losses.base import KnownPositives, batch_scores
+from training.losses.base import BatchLoss
 
 
 def infonce_from_scores(scores: Tensor, positive_column: Tensor, excluded: Tensor, temperature: float) -> Tensor:
@@ -19,7 +19,7 @@ def infonce_from_scores(scores: Tensor, positive_column: Tensor, excluded: Tenso
     return nn.functional.cross_entropy(logits, positive_column)
 
 
-class ContrastiveLoss(nn.Module):
+class ContrastiveLoss(BatchLoss):
     r"""InfoNCE over in-batch and hard negatives (van den Oord et al., 2018; Karpukhin et al., DPR, 2020).
 
     .. math::
@@ -39,18 +39,8 @@ class ContrastiveLoss(nn.Module):
         trainer = SentenceTransformerTrainer(model=model, train_dataset=ds, loss=loss)
     """
 
-    def __init__(self, model: nn.Module, known: KnownPositives | None = None, temperature: float = 0.05,
-                 gather_across_devices: bool = False) -> None:
-        super().__init__()
-        self.model = model
-        self.known = known
-        self.temperature = temperature
-        self.gather_across_devices = gather_across_devices
-
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
-        scores, positive_column, excluded = batch_scores(
-            self.model, sentence_features, labels, self.known, self.gather_across_devices
-        )
+        scores, positive_column, excluded = self.scores(sentence_features, labels)
         return infonce_from_scores(scores, positive_column, excluded, self.temperature)
 
     @property

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from training.losses.base import KnownPositives, batch_scores, gather
+from training.losses.base import BatchLoss, KnownPositives, gather
 
 
 def mw_from_scores(positives: Tensor, negatives: Tensor, temperature: float) -> Tensor:
@@ -19,7 +19,7 @@ def mw_from_scores(positives: Tensor, negatives: Tensor, temperature: float) -> 
     return nn.functional.softplus(-margins).mean()
 
 
-class MWLoss(nn.Module):
+class MWLoss(BatchLoss):
     r"""MW loss: a smooth Mann-Whitney U statistic, i.e. a differentiable global ROC AUC.
 
     .. math::
@@ -49,16 +49,10 @@ class MWLoss(nn.Module):
 
     def __init__(self, model: nn.Module, known: KnownPositives | None = None, temperature: float = 0.01,
                  gather_across_devices: bool = False) -> None:
-        super().__init__()
-        self.model = model
-        self.known = known
-        self.temperature = temperature
-        self.gather_across_devices = gather_across_devices
+        super().__init__(model, known, temperature, gather_across_devices)
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
-        scores, positive_column, excluded = batch_scores(
-            self.model, sentence_features, labels, self.known, self.gather_across_devices
-        )
+        scores, positive_column, excluded = self.scores(sentence_features, labels)
         positives = scores[torch.arange(scores.size(0), device=scores.device), positive_column]
         negatives = scores[~excluded]
         if self.gather_across_devices:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from training.losses.base import KnownPositives, batch_scores
+from training.losses.base import BatchLoss
 
 
 def star_from_scores(scores: Tensor, positive_column: Tensor, excluded: Tensor, temperature: float) -> Tensor:
@@ -20,7 +20,7 @@ def star_from_scores(scores: Tensor, positive_column: Tensor, excluded: Tensor, 
     return (pair_losses * valid).sum() / valid.sum().clamp(min=1)
 
 
-class StarLoss(nn.Module):
+class StarLoss(BatchLoss):
     r"""STAR: static hard negatives plus random (in-batch) negatives, one shared encoder.
 
     .. math::
@@ -40,14 +40,6 @@ class StarLoss(nn.Module):
         loss = StarLoss(model, known=KnownPositives(qrels, rows))
     """
 
-    def __init__(self, model: nn.Module, known: KnownPositives | None = None, temperature: float = 0.05,
-                 gather_across_devices: bool = False) -> None:
-        super().__init__()
-        self.model, self.known = model, known
-        self.temperature, self.gather_across_devices = temperature, gather_across_devices
-
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
-        scores, positive_column, excluded = batch_scores(
-            self.model, sentence_features, labels, self.known, self.gather_across_devices
-        )
+        scores, positive_column, excluded = self.scores(sentence_features, labels)
         return star_from_scores(scores, positive_column, excluded, self.temperature)
