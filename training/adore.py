@@ -28,6 +28,7 @@ from retriever.index.store import resolve_index_dir
 from retriever.pipeline import open_index, retrieve
 from training.callbacks import plot_training_curve
 from training.config import TrainConfig
+from training.loop import embed_texts, epoch_batches, fresh_log, total_steps
 
 logger = logging.getLogger(__name__)
 
@@ -100,27 +101,18 @@ def train_adore(config: TrainConfig) -> dict:
         qids = list(np.random.default_rng(config.seed).permutation(qids)[: config.max_pairs])
     positives = {q: {d for d, r in qrels[q].items() if r > 0 and d in doc_row} for q in qids}
 
-    steps_per_epoch = int(np.ceil(len(qids) / config.batch_size))
-    total = config.max_steps if config.max_steps > 0 else int(steps_per_epoch * config.epochs)
+    total = total_steps(len(qids), config)
     optimizer = torch.optim.AdamW(query_model.parameters(), lr=config.learning_rate)
     warmup = max(1, int(config.warmup_ratio * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    log_path = output / "log.jsonl"
-    log_path.unlink(missing_ok=True)
-    rng = np.random.default_rng(config.seed)
-    order: list[str] = []
+    log_path = fresh_log(output)
     retrieval_seconds = 0.0
     start = time.perf_counter()
-    for step in tqdm(range(total), desc="ADORE"):
-        if not order:
-            order = list(rng.permutation(qids))
-        batch, order = order[: config.batch_size], order[config.batch_size:]
-        features = query_model.tokenize([dataset.queries[q] for q in batch])
-        features = {k: v.to(query_model.device) if hasattr(v, "to") else v for k, v in features.items()}
-        q = nn.functional.normalize(query_model(features)["sentence_embedding"], dim=-1)
+    batches = epoch_batches(qids, config.batch_size, total, config.seed)
+    for step, batch in enumerate(tqdm(batches, total=total, desc="ADORE")):
+        q = embed_texts(query_model, [dataset.queries[x] for x in batch])
         tick = time.perf_counter()
         cands = dynamic_candidates(index, q.detach().cpu().numpy(), [positives[x] for x in batch], doc_row,
                                    config.adore_top_k)

@@ -28,6 +28,7 @@ from retriever.encoders.text_encoder import resolve_model_path
 from training.callbacks import plot_training_curve
 from training.config import TrainConfig
 from training.examples import build_rows
+from training.loop import embed_texts, epoch_batches, fresh_log, total_steps
 from training.losses import infonce_from_scores, mw_from_scores
 from training.trainer import load_negatives
 
@@ -48,12 +49,6 @@ class LearnableScale(nn.Module):
 
 def trainable_parameters(model: nn.Module, scale: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad) + sum(p.numel() for p in scale.parameters())
-
-
-def _encode(model, texts: list[str]) -> torch.Tensor:
-    features = model.tokenize(texts)
-    features = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in features.items()}
-    return nn.functional.normalize(model(features)["sentence_embedding"], dim=-1)
 
 
 def train_soft_tokens(config: TrainConfig) -> dict:
@@ -82,30 +77,23 @@ def train_soft_tokens(config: TrainConfig) -> dict:
 
     params = [p for p in soft.parameters() if p.requires_grad] + list(scale.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
-    steps_per_epoch = int(np.ceil(len(rows) / config.batch_size))
-    total = config.max_steps if config.max_steps > 0 else int(steps_per_epoch * config.epochs)
+    total = total_steps(len(rows), config)
     output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    log_path = output / "log.jsonl"
-    log_path.unlink(missing_ok=True)
-    rng = np.random.default_rng(config.seed)
-    order: list[int] = []
+    log_path = fresh_log(output)
     n_columns = 1 + config.n_negatives
     soft.train()
     start = time.perf_counter()
-    for step in tqdm(range(total), desc=f"soft tokens ({config.side})"):
-        if not order:
-            order = list(rng.permutation(len(rows)))
-        batch, order = order[: config.batch_size], order[config.batch_size:]
+    batches = epoch_batches(np.arange(len(rows)), config.batch_size, total, config.seed)
+    for step, batch in enumerate(tqdm(batches, total=total, desc=f"soft tokens ({config.side})")):
         queries = [rows.columns["anchor"][i] for i in batch]
         doc_ids = [rows.ids[i][1][c] for c in range(n_columns) for i in batch]  # positives, then negatives
         query_model = soft if config.side in ("query", "both") else base
         with torch.set_grad_enabled(config.side in ("query", "both")):
-            q = _encode(query_model, queries)
+            q = embed_texts(query_model, queries)
         if config.side == "query":
             d = torch.stack([frozen_docs[x] for x in doc_ids])
         else:
-            d = _encode(soft, dataset.doc_texts(doc_ids))
+            d = embed_texts(soft, dataset.doc_texts(doc_ids))
         cosines = q @ d.T
         labels = torch.tensor(batch)
         excluded = rows.known.mask(labels, labels, n_columns)

@@ -1,0 +1,46 @@
+"""Pieces shared by the hand-written training loops (ADORE, soft tokens) that sentence-transformers'
+trainer does not run: step count, seeded epoch shuffling, a fresh JSON log and batch embedding."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor, nn
+
+from training.config import TrainConfig
+
+
+def total_steps(n_items: int, config: TrainConfig) -> int:
+    """``max_steps`` when set, else epochs x ceil(items / batch size)."""
+    if config.max_steps > 0:
+        return config.max_steps
+    return int(int(np.ceil(n_items / config.batch_size)) * config.epochs)
+
+
+def epoch_batches(items: Sequence, batch_size: int, steps: int, seed: int) -> Iterator[list]:
+    """``steps`` batches; each epoch is a fresh seeded permutation, the last batch of an epoch may be short."""
+    rng = np.random.default_rng(seed)
+    order: list = []
+    for _ in range(steps):
+        if not order:
+            order = list(rng.permutation(items))
+        batch, order = order[:batch_size], order[batch_size:]
+        yield batch
+
+
+def fresh_log(output: Path) -> Path:
+    """Create the output folder and return an empty ``log.jsonl`` path in it."""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    log_path = output / "log.jsonl"
+    log_path.unlink(missing_ok=True)
+    return log_path
+
+
+def embed_texts(model, texts: list[str]) -> Tensor:
+    """L2-normalised sentence embeddings with autograd (unlike ``model.encode``)."""
+    features = model.tokenize(texts)
+    features = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in features.items()}
+    return nn.functional.normalize(model(features)["sentence_embedding"], dim=-1)
