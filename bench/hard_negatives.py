@@ -56,6 +56,7 @@ def main(
     learning_rate: float = typer.Option(2e-5),
     seed: int = typer.Option(42),
     only: list[str] = typer.Option([], help="Run only these methods (star, mw-star, adore, adore-star)."),
+    max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
@@ -70,6 +71,7 @@ def main(
     logger.info("negatives: %s (%d queries)", negatives_path, len(read_negatives(negatives_path).negatives))
 
     common = dict(data=dataset, batch_size=batch_size, learning_rate=learning_rate, seed=seed, epochs=1.0,
+                  max_steps=max_steps,
                   max_pairs=max_pairs, dev_corpus_size=500, early_stopping_patience=None)
     for method, loss in (("star", "star"), ("mw-star", "mw")):
         if only and method not in only:

@@ -19,7 +19,7 @@ from retriever.atomic import atomic_write_json, atomic_write_text
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 TABLE = ROOT / "docs" / "results.md"
-KEY = ("dataset", "split", "method", "model")
+KEY = ("dataset", "split", "method", "model", "hardware")
 
 
 def commit() -> str:
@@ -33,6 +33,20 @@ def commit() -> str:
         return "unknown"
 
 
+def hardware() -> str:
+    """Where the number was measured: the GPU's name, or the CPU core count."""
+    import os
+
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return f"cpu x{os.cpu_count()}"
+
+
 def this_command() -> str:
     """How the running benchmark was started, as ``python -m bench.x args``."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)
@@ -44,6 +58,23 @@ def load() -> list[dict[str, Any]]:
     return json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
 
 
+def merge(path: Path) -> int:
+    """Upsert the GPU records of another results file (one written on a GPU machine from a copy of this
+    one, whose CPU records are older copies of ours); returns how many changed."""
+    incoming = [r for r in json.loads(Path(path).read_text()) if not str(r.get("hardware", "cpu")).startswith("cpu")]
+    with _locked():
+        rows = {tuple(r.get(k) for k in KEY): r for r in load()}
+        added = 0
+        for r in incoming:
+            key = tuple(r.get(k) for k in KEY)
+            if rows.get(key) != r:
+                rows[key], added = r, added + 1
+        ordered = sorted(rows.values(), key=lambda r: tuple(str(r.get(k)) for k in KEY))
+        atomic_write_json(RESULTS, ordered)
+        render(ordered)
+    return added
+
+
 def record(dataset: str, split: str, method: str, model: str, metrics: dict[str, float], seconds: float,
            command: str | None = None) -> dict[str, Any]:
     """Upsert one record, then re-render the table."""
@@ -51,11 +82,12 @@ def record(dataset: str, split: str, method: str, model: str, metrics: dict[str,
         "dataset": dataset, "split": split, "method": method, "model": model,
         "metrics": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()},
         "seconds": round(seconds, 2), "command": command or this_command(), "commit": commit(),
+        "hardware": hardware(),
     }
     with _locked():  # benchmarks run side by side: no lost updates
-        rows = [r for r in load() if tuple(r[k] for k in KEY) != tuple(entry[k] for k in KEY)]
+        rows = [r for r in load() if tuple(r.get(k) for k in KEY) != tuple(entry[k] for k in KEY)]
         rows.append(entry)
-        rows.sort(key=lambda r: tuple(str(r[k]) for k in KEY))
+        rows.sort(key=lambda r: tuple(str(r.get(k)) for k in KEY))
         atomic_write_json(RESULTS, rows)
         render(rows)
     return entry
@@ -80,9 +112,12 @@ def _fmt(value: Any) -> str:
 
 
 FAMILIES = (  # (title, predicate on the method, preferred metric columns)
-    ("Retrieval", lambda m: not m.startswith(("filter-", "serve-", "peer-", "store-", "encode-")),
-     ("ndcg@10", "mrr@10", "recall@100", "map@100", "auc_global", "auc_per_query", "train_seconds",
-      "samples_per_s", "trainable_params")),
+    ("Retrieval", lambda m: not m.startswith(("filter-", "serve-", "peer-", "store-", "encode-", "rerank-")),
+     ("ndcg@10", "mrr@10", "recall@100", "map@100", "auc_global", "auc_per_query", "false_negative_rate",
+      "train_seconds", "samples_per_s", "trainable_params")),
+    ("Reranking (first stage named before '>>')", lambda m: m.startswith("rerank-"),
+     ("ndcg@10", "mrr@10", "first_stage_ndcg@10", "depth", "n_queries", "ms_per_query", "train_seconds",
+      "false_negative_rate")),
     ("Relevance filtering", lambda m: m.startswith("filter-"),
      ("k", "pr_auc", "p_at_r95", "filtered_at_r95", "threshold", "results_per_query", "recall_at_threshold",
       "precision_at_threshold")),
@@ -102,7 +137,9 @@ def _table(rows: list[dict], preferred: tuple[str, ...]) -> list[str]:
     lines = ["| method | model | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
     for r in rows:
         cells = " | ".join(_fmt(r["metrics"].get(c)) for c in columns)
-        lines.append(f"| {r['method']} | {r['model']} | {cells} |")
+        where = r.get("hardware", "cpu")
+        model = r["model"] + ("" if where.startswith("cpu") else f" [{where}]")
+        lines.append(f"| {r['method']} | {model} | {cells} |")
     extras = [(r, {k: v for k, v in r["metrics"].items() if k not in columns}) for r in rows]
     lines.append("")
     lines += [f"- {r['method']} ({r['model']}): " + ", ".join(f"{k} = {_fmt(v)}" for k, v in extra.items())
@@ -125,7 +162,8 @@ def render(rows: list[dict[str, Any]] | None = None) -> str:
             if members:
                 lines += [f"### {title}", ""] + _table(members, preferred)
         lines += ["Commands:", ""]
-        lines += [f"- `{r['method']}` ({r['model']}): `{r['command']}` (commit {r['commit']})" for r in group]
+        lines += [f"- `{r['method']}` ({r['model']}): `{r['command']}` (commit {r['commit']}"
+                  + (f", {r['hardware']})" if r.get("hardware") else ")") for r in group]
         lines.append("")
     text = "\n".join(lines)
     atomic_write_text(TABLE, text)
@@ -146,4 +184,7 @@ def write_significance(dataset: str, split: str, label: str, qrels, runs: dict) 
 
 
 if __name__ == "__main__":
-    render()
+    if len(sys.argv) == 3 and sys.argv[1] == "--merge":
+        print(f"merged {merge(Path(sys.argv[2]))} records from {sys.argv[2]}")
+    else:
+        render()

@@ -34,6 +34,10 @@ def main(
     learning_rate: float = typer.Option(2e-5),
     seed: int = typer.Option(42),
     dev_corpus_size: int = typer.Option(500),
+    temperature: float | None = typer.Option(None, help="tau for every listed loss (default: each loss's own)."),
+    mw_normalize: str = typer.Option("pairs", help="MW normalisation: pairs (default) | batch (the paper's 1/B)."),
+    zero_shot: bool = typer.Option(True, "--zero-shot/--no-zero-shot", help="Also (re)evaluate zero-shot."),
+    max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
@@ -41,16 +45,20 @@ def main(
     qrels = data.qrels(split)
     runs, curves = {}, {}
 
-    zero = BiEncoder.load("default", show_progress=True)
-    index, manifest, _ = build_index(data, zero, f"{dataset}-zero-shot", root=ROOT / "indexes")
-    report = evaluate_index(index, zero, data, split=split, k=1000)
-    runs["zero-shot"], curves["zero-shot"] = report.run, (report.auc.labels, report.auc.scores)
+    if zero_shot:
+        zero = BiEncoder.load("default", show_progress=True)
+        index, manifest, _ = build_index(data, zero, f"{dataset}-zero-shot", root=ROOT / "indexes")
+        report = evaluate_index(index, zero, data, split=split, k=1000)
+        runs["zero-shot"], curves["zero-shot"] = report.run, (report.auc.labels, report.auc.scores)
 
+    variant = (f"-tau{temperature:g}" if temperature else "") + ("-norm-batch" if mw_normalize == "batch" else "")
     for loss in losses:
-        output = ROOT / "models" / f"{dataset}-{loss}"
+        name = f"{dataset}-{loss}{variant}"
+        output = ROOT / "models" / name
         config = TrainConfig(data=dataset, loss=loss, batch_size=batch_size, learning_rate=learning_rate,
                              epochs=epochs, seed=seed, output=output, max_pairs=max_pairs,
                              dev_corpus_size=dev_corpus_size, early_stopping_patience=None,
+                             temperature=temperature, mw_normalize=mw_normalize, max_steps=max_steps,
                              resume=(output / "checkpoints").is_dir())
         summary_path = output / "train_summary.json"
         if not summary_path.is_file():
@@ -58,19 +66,24 @@ def main(
         summary = json.loads(summary_path.read_text())
         start = time.perf_counter()
         encoder = BiEncoder.load(str(output), show_progress=True)
-        index, _, _ = build_index(data, encoder, f"{dataset}-{loss}", root=ROOT / "indexes")
+        index, _, _ = build_index(data, encoder, name, root=ROOT / "indexes")
         report = evaluate_index(index, encoder, data, split=split, k=1000)
         metrics = report.metrics | {
             "train_seconds": summary["train_seconds"], "samples_per_s": summary["samples_per_s"],
             "train_rows": summary["rows"], "tau": summary["tau"], "steps": summary["steps"],
         }
-        record(dataset, split, loss, f"all-MiniLM-L6-v2+{loss}", metrics,
-               summary["train_seconds"] + time.perf_counter() - start)
-        write_trec_run(report.run, ROOT / "bench" / "runs" / f"{dataset}-{split}-{loss}.trec", tag=loss)
-        runs[loss], curves[loss] = report.run, (report.auc.labels, report.auc.scores)
+        label = f"all-MiniLM-L6-v2+{loss}" + (f" (tau={config.tau:g}, norm={mw_normalize})" if variant else "")
+        if max_pairs:
+            metrics["max_pairs"] = max_pairs
+        record(dataset, split, loss, label, metrics, summary["train_seconds"] + time.perf_counter() - start)
+        write_trec_run(report.run, ROOT / "bench" / "runs" / f"{name}-{split}.trec", tag=loss)
+        runs[f"{loss}{variant}"], curves[f"{loss}{variant}"] = report.run, (report.auc.labels, report.auc.scores)
 
-    plot_roc(curves, ROOT / "docs" / f"roc_{dataset}_{split}_losses.png", title=f"{dataset} {split}: AUC protocol")
-    write_significance(dataset, split, "losses", qrels, runs)
+    if len(runs) > 1:
+        suffix = f"losses{variant}" + (f"-{max_pairs}pairs" if max_pairs else "")
+        plot_roc(curves, ROOT / "docs" / f"roc_{dataset}_{split}_{suffix}.png",
+                 title=f"{dataset} {split}: AUC protocol")
+        write_significance(dataset, split, suffix, qrels, runs)
 
 
 if __name__ == "__main__":

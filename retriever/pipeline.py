@@ -145,6 +145,53 @@ def evaluate_index(
 
 
 @dataclass
+class RerankReport:
+    metrics: dict[str, float]
+    run: Run
+    ms_per_query: float
+    seconds: float
+
+
+def rerank_evaluation(dataset: BeirDataset, split: str, run: Run, reranker, depth: int = 100,
+                      metrics: tuple[str, ...] = ("ndcg@10", "mrr@10", "recall@100")) -> RerankReport:
+    """Rerank a first-stage run's top ``depth`` for the split's queries and score it. ``reranker`` is a
+    loaded reranker or a path for :func:`retriever.rerank.load_reranker`."""
+    import time
+
+    from retriever.rerank import load_reranker, rerank_run
+
+    if isinstance(reranker, str):
+        reranker = load_reranker(reranker)
+    queries = dataset.split_queries(split)
+    heads = {q: dict(sorted(hits.items(), key=lambda x: -x[1])[:depth]) for q, hits in run.items()}
+    doc_ids = sorted({d for hits in heads.values() for d in hits})
+    texts = dict(zip(doc_ids, dataset.doc_texts(doc_ids), strict=True))
+    start = time.perf_counter()
+    reranked = rerank_run(reranker, {q: queries[q] for q in heads}, heads, texts, depth)
+    seconds = time.perf_counter() - start
+    qrels = dataset.qrels(split)
+    scores = evaluate_run({q: qrels[q] for q in reranked if q in qrels}, reranked, metrics)
+    return RerankReport(scores, reranked, 1000 * seconds / max(len(heads), 1), seconds)
+
+
+def rerank_texts(index: FaissIndex, encoder: BiEncoder, reranker, queries: list[str], doc_texts: dict[str, str],
+                 depth: int = 20, k: int = 10) -> list[list[tuple[str, float, float]]]:
+    """Retrieve ``depth`` candidates per query, rerank them all in one batched call, keep the top ``k``:
+    ``(doc id, rerank score, cosine)`` per hit."""
+    result = index.search(encoder.encode_queries(queries), depth)
+    pair_q = [q for q, ids in zip(queries, result.ids, strict=True) for _ in ids]
+    pair_d = [d for ids in result.ids for d in ids]
+    scores = reranker.score_pairs(pair_q, [doc_texts.get(d, "") for d in pair_d])
+    out, start = [], 0
+    for ids, cosines in zip(result.ids, result.scores, strict=True):
+        chunk = scores[start: start + len(ids)]
+        start += len(ids)
+        order = np.argsort(-chunk, kind="stable")[:k]
+        out.append([(ids[i], float(chunk[i]), float(cosines[i])) for i in order])
+    return out
+
+
+@dataclass
 class Hit:
     id: str
     score: float

@@ -7,7 +7,7 @@ import typer
 
 def serve_command(
     index: list[str] = typer.Option(..., "--index", "-i", help="Index name or path (repeat to serve several)."),
-    reranker: str | None = typer.Option(None, help="Cross-encoder folder; default: the bi-encoder's cosine."),
+    reranker: str | None = typer.Option(None, help="Reranker folder or smollm2; default: the bi-encoder's cosine."),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000, min=1, max=65535),
     api_key: str | None = typer.Option(None, envvar="RETRIEVER_API_KEY", help="Require Authorization: Bearer KEY."),

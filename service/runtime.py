@@ -16,7 +16,7 @@ from retriever.encoders import TextEncoder
 from retriever.errors import IndexMismatchError, IndexNotFoundError, RetrieverError
 from retriever.live import LiveIndex
 from retriever.pipeline import search_texts
-from retriever.rerank import BiEncoderReranker, CrossEncoderReranker, Reranker
+from retriever.rerank import BiEncoderReranker, Reranker, load_reranker
 from service.batching import MicroBatcher
 from service.metrics import ServiceMetrics
 from service.settings import Settings
@@ -65,7 +65,7 @@ class Runtime:
             self.sources[live.name] = self._source(entry)
             self.metrics.index_size.labels(live.name).set(len(live.index))
         first = next(iter(self.indexes.values()))
-        self.reranker = (CrossEncoderReranker(self.settings.reranker) if self.settings.reranker
+        self.reranker = (load_reranker(self.settings.reranker) if self.settings.reranker
                          else BiEncoderReranker(first.encoder))
         self.ready = True
         logger.info("serving %s; reranker %s", ", ".join(self.indexes), self.reranker.name)

@@ -14,7 +14,7 @@ class Settings(BaseSettings):
 
     indexes: list[str] = Field(default_factory=list, description="Index names or paths to serve; first is default")
     index_dir: Path = Path("indexes")
-    reranker: str | None = Field(None, description="Cross-encoder path; default: the bi-encoder's cosine")
+    reranker: str | None = Field(None, description="Reranker folder (cross-encoder or causal LM)")
     api_key: str | None = Field(None, description="Bearer key required on every route but the health probes")
     use_gpu: bool = True
 

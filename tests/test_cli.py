@@ -67,3 +67,34 @@ def test_model_mismatch_is_refused(tiny_dir: Path, tmp_path: Path, minilm) -> No
             minilm[0].auto_model.embeddings.word_embeddings.weight[0, 0] -= 1
     result = cli("search", "--index", "tiny", "--model", str(other), "hello", env_dir=tmp_path)
     assert result.returncode == 2 and "was built with model" in result.stderr.strip().splitlines()[-1]
+
+
+def test_train_reranker_then_rerank_and_eval(tiny_dir: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
+    assert cli("index", "build", "--data", str(tiny_dir), "--name", "tiny", env_dir=tmp_path).returncode == 0
+    negatives = tmp_path / "negs.json"
+    mined = cli("mine", "--index", "tiny", "--data", str(tiny_dir), "--output", str(negatives), env_dir=tmp_path)
+    assert mined.returncode == 0, mined.stderr
+    trained = cli("train-reranker", "--model", str(tiny_model_dir.parent / "hf"), "--data", str(tiny_dir),
+                  "--negatives-file", str(negatives), "--n-hard", "2", "--n-easy", "1", "--batch-size", "2",
+                  "--max-steps", "1", "--max-length", "32", "--output", str(tmp_path / "ce"), "--json",
+                  env_dir=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout)["steps"] == 1
+
+    reranked = cli("rerank", "--index", "tiny", "--reranker", str(tmp_path / "ce"), "--depth", "5", "-k", "3",
+                   "--json", "what causes earthquakes", env_dir=tmp_path)
+    assert reranked.returncode == 0, reranked.stderr
+    hits = json.loads(reranked.stdout)[0]["hits"]
+    assert len(hits) == 3 and len({h["id"] for h in hits}) == 3
+
+    evaluated = cli("eval", "--index", "tiny", "--data", str(tiny_dir), "--rerank", str(tmp_path / "ce"),
+                    "--rerank-depth", "5", "--json", env_dir=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert {"ndcg@10", "mrr@10", "ms_per_query"} <= set(json.loads(evaluated.stdout)["reranked"])
+
+    again = cli("train-reranker", "--model", str(tiny_model_dir.parent / "hf"), "--data", str(tiny_dir),
+                "--negatives-file", str(negatives), "--output", str(tmp_path / "ce"), env_dir=tmp_path)
+    assert again.returncode == 2 and "--resume" in again.stderr  # never silently overwrites a run
+    bad = cli("train-reranker", "--objective", "cl", "--debias", "cet", "--negatives-file", str(negatives),
+              env_dir=tmp_path)
+    assert bad.returncode == 2 and "objective pair" in bad.stderr

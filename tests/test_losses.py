@@ -114,3 +114,37 @@ def test_gradients_reach_the_encoder_and_known_positives_are_masked(loss_cls, ti
             expected = ((-s[0, 0] / 0.1 + torch.logsumexp(s[0, :1] / 0.1, 0))
                         + (-s[1, 1] / 0.1 + torch.logsumexp(s[1] / 0.1, 0))) / 2
     assert value.item() == pytest.approx(expected.item(), rel=1e-4, abs=1e-5)
+
+
+def test_mw_batch_normalisation_sums_over_negatives() -> None:
+    positives = torch.tensor([0.9, 0.8], dtype=torch.float64)
+    negatives = torch.tensor([0.2, 0.5, 0.1], dtype=torch.float64)
+    per_pair = mw_from_scores(positives, negatives, 0.1, "pairs").item()
+    assert mw_from_scores(positives, negatives, 0.1, "batch").item() == pytest.approx(per_pair * 3, rel=1e-9)
+
+
+def test_cet_star_trains_both_models_without_crossing_gradients(tiny_model_dir) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from training.losses.cet import cet_weights
+    from training.losses.cet_star import CETStarLoss, weighted_pair_loss
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    rows = [("q1", ["d1", "d3"]), ("q2", ["d2", "d4"])]
+    loss = CETStarLoss(model, known=KnownPositives(qrels, rows), temperature=0.1, debias_ratio=2.0,
+                       learning_rate=1e-3)
+    selection_before = {k: v.clone() for k, v in loss.selection.state_dict().items()}
+    texts = [["first query", "second query"], ["doc one", "doc two"], ["hard one", "hard two"]]
+    value = loss([features(model, t) for t in texts], torch.tensor([0, 1]))
+    value.backward()
+    assert all(p.grad is None for p in loss.selection.parameters())  # R's loss sends nothing into S
+    assert model[0].auto_model.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    changed = [k for k, v in loss.selection.state_dict().items() if not torch.equal(v, selection_before[k])]
+    assert changed  # S took its own step in the same forward
+
+    logits = torch.tensor([[2.0, 1.0, 0.0]])
+    valid = torch.tensor([[False, True, True]])
+    weights = cet_weights(torch.tensor([[0.0, 2.0, -2.0]]), 2.0)
+    expected = (weights[0, 1] * sp(-1.0) + weights[0, 2] * sp(-2.0)) / 2
+    assert weighted_pair_loss(logits, torch.tensor([0]), valid, weights).item() == pytest.approx(float(expected))

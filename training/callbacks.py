@@ -79,3 +79,14 @@ class BestModelEarlyStopping(TrainerCallback):
         if self.patience is not None and self.bad_evals >= self.patience:
             logger.info("early stopping: %s did not improve for %d evaluations", self.metric, self.bad_evals)
             control.should_training_stop = True
+
+
+class SelectionModelCallback(TrainerCallback):
+    """CET: saves the selection model into each checkpoint (``selection/``) so that a resumed run continues it."""
+
+    def __init__(self, loss) -> None:
+        self.loss = loss
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.loss.save_selection(Path(args.output_dir) / f"checkpoint-{state.global_step}" / "selection")

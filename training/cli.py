@@ -92,6 +92,48 @@ def mine_command(
                f"(min {min(counts, default=0)}, max {max(counts, default=0)}), model {mined.model_id}")
 
 
+def train_reranker_command(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML file; flags override it."),
+    arch: str | None = typer.Option(None, help="cross-encoder (default) | causal-lm"),
+    objective: str | None = typer.Option(None, help="sft (pointwise, default) | cl (listwise) | pair (CET's)"),
+    model: str | None = typer.Option(None, help="Start checkpoint (default: MiniLM, or smollm2 for causal-lm)."),
+    data: str | None = typer.Option(None, help="Dataset name or BEIR folder."),
+    split: str | None = typer.Option(None),
+    negatives_file: Path | None = typer.Option(None, help="Hard negatives from 'retriever mine'."),
+    n_hard: int | None = typer.Option(None, help="Mined negatives per group (3)."),
+    n_easy: int | None = typer.Option(None, help="Random negatives per group (4)."),
+    hard_pool: int | None = typer.Option(None, help="Sample hard negatives from this many top mined ones (30)."),
+    max_groups: int | None = typer.Option(None, help="Subsample (query, positive) groups (seeded)."),
+    batch_size: int | None = typer.Option(None, help="Groups per step (8)."),
+    learning_rate: float | None = typer.Option(None, "--lr", "--learning-rate"),
+    epochs: float | None = typer.Option(None),
+    max_steps: int | None = typer.Option(None),
+    max_length: int | None = typer.Option(None),
+    temperature: float | None = typer.Option(None, help="CL temperature (1.0)."),
+    seed: int | None = typer.Option(None),
+    output: Path | None = typer.Option(None, "--output", "-o"),
+    save_steps: int | None = typer.Option(None),
+    dev_index: str | None = typer.Option(None, help="Index whose top dev candidates are reranked for dev nDCG."),
+    eval_steps: int | None = typer.Option(None),
+    early_stopping_patience: int | None = typer.Option(None),
+    debias: str | None = typer.Option(None, help="none | cet (needs --objective pair)"),
+    debias_ratio: float | None = typer.Option(None, help="CET's T (default 2; the paper's script uses 10)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --output."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Train a reranker (cross-encoder or yes/no causal LM) with SFT, listwise CL or pairwise CET."""
+    params = dict(locals())
+    from training.config import load_config
+    from training.rerank_config import RerankerConfig
+    from training.rerank_trainer import train_reranker
+
+    overrides = {k: v for k, v in params.items() if k not in ("config", "as_json", "resume")}
+    overrides["resume"] = resume or None
+    summary = train_reranker(load_config(config, overrides, RerankerConfig))
+    typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
+    app.command("train-reranker")(train_reranker_command)
     app.command("mine")(mine_command)

@@ -49,6 +49,9 @@ class TrainConfig(BaseModel):
     soft_tokens: int = Field(16, ge=1, description="soft-tokens: K learnable vectors")
     soft_layers: int = Field(1, ge=1, description="soft-tokens: re-set at the input of the first n layers")
     side: Literal["query", "doc", "both"] = "query"
+    mw_normalize: Literal["pairs", "batch"] = Field("pairs", description="MW: mean over pairs, or the paper's 1/B")
+    debias: Literal["none", "cet"] = Field("none", description="cet: CET weights on STAR's pairs (needs --loss star)")
+    debias_ratio: float = Field(2.0, gt=0, description="CET's T")
 
     @field_validator("split", "dev_split")
     @classmethod
@@ -62,8 +65,8 @@ class TrainConfig(BaseModel):
         return self.temperature or (0.01 if self.loss == "mw" else 0.05)
 
 
-def load_config(path: Path | None, overrides: dict) -> TrainConfig:
-    """Merge a YAML file with the flags that were given (``None`` means not given)."""
+def load_config(path: Path | None, overrides: dict, model: type[BaseModel] = TrainConfig):
+    """Merge a YAML file with the flags that were given (``None`` means not given) into ``model``."""
     raw: dict = {}
     if path is not None:
         try:
@@ -74,7 +77,7 @@ def load_config(path: Path | None, overrides: dict) -> TrainConfig:
             raise RetrieverError(f"config {path} must be a YAML mapping")
     raw |= {k: v for k, v in overrides.items() if v is not None}
     try:
-        return TrainConfig(**raw)
+        return model(**raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -17,7 +17,7 @@ from retriever.atomic import atomic_write_json
 from retriever.data import BeirDataset, load_dataset
 from retriever.encoders import load_sentence_transformer
 from retriever.errors import RetrieverError
-from training.callbacks import BestModelEarlyStopping, JsonLogCallback, plot_training_curve
+from training.callbacks import BestModelEarlyStopping, JsonLogCallback, SelectionModelCallback, plot_training_curve
 from training.config import TrainConfig
 from training.examples import build_rows
 from training.losses import ContrastiveLoss, KnownPositives, MWLoss, StarLoss
@@ -42,7 +42,17 @@ def make_loss(config: TrainConfig, model, known: KnownPositives):
         from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
         return MultipleNegativesRankingLoss(model, scale=1.0 / config.tau, gather_across_devices=distributed)
-    cls = {"mw": MWLoss, "star": StarLoss}.get(config.loss, ContrastiveLoss)
+    if config.debias == "cet":
+        if config.loss != "star" or distributed:
+            raise RetrieverError("--debias cet works with --loss star in a single process")
+        from training.losses.cet_star import CETStarLoss
+
+        return CETStarLoss(model, known=known, temperature=config.tau, debias_ratio=config.debias_ratio,
+                           learning_rate=config.learning_rate)
+    if config.loss == "mw":
+        return MWLoss(model, known=known, temperature=config.tau, gather_across_devices=distributed,
+                      normalize=config.mw_normalize)
+    cls = StarLoss if config.loss == "star" else ContrastiveLoss
     return cls(model, known=known, temperature=config.tau, gather_across_devices=distributed)
 
 
@@ -151,7 +161,11 @@ def train(config: TrainConfig) -> TrainResult:
         evaluator=dev_evaluator(dataset, config),
         callbacks=[JsonLogCallback(output / "log.jsonl"), early],
     )
+    if hasattr(loss, "save_selection"):  # CET: keep the selection model with each checkpoint
+        trainer.add_callback(SelectionModelCallback(loss))
     resume_from = latest_checkpoint(output / "checkpoints") if config.resume else None
+    if resume_from and hasattr(loss, "load_selection") and (Path(resume_from) / "selection").is_dir():
+        loss.load_selection(Path(resume_from) / "selection")
     if config.resume and resume_from is None:
         logger.warning("nothing to resume in %s: starting from scratch", output / "checkpoints")
     logger.info("training %s on %d rows (%d steps/epoch, loss %s, tau %.3g)", config.model, len(rows),
@@ -164,6 +178,8 @@ def train(config: TrainConfig) -> TrainResult:
         if (best_dir / "best_metric.json").is_file():
             final = load_sentence_transformer(str(best_dir))
         _export(final, output)
+        if hasattr(loss, "save_selection"):
+            loss.save_selection(output / "selection")
         plot_training_curve(output / "log.jsonl", output / "training_curve.png", DEV_METRIC)
     samples = state.global_step * config.batch_size * world
     result = TrainResult(output, seconds, samples / seconds if seconds else 0.0, state.global_step,

@@ -14,7 +14,7 @@ import typer
 
 from retriever.cli.calibrate_command import calibrate_command
 from retriever.cli.data_commands import data_app
-from retriever.cli.index_commands import eval_command, index_app, search_command
+from retriever.cli.index_commands import eval_command, index_app, rerank_command, search_command
 from retriever.errors import RetrieverError
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.add_typer(index_app, name="index")
 app.add_typer(data_app, name="data")
 app.command("search")(search_command)
 app.command("eval")(eval_command)
+app.command("rerank")(rerank_command)
 app.command("calibrate")(calibrate_command)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
@@ -35,3 +37,17 @@ def info_command(
         table.add_row(split + (" (held out of train)" if split == "dev" and dataset.dev_is_derived else ""),
                       str(counts["queries"]), str(counts["pairs"]))
     emit(info, as_json, table)
+
+
+@data_app.command("hide-positives")
+def hide_positives_command(
+    data: str = typer.Argument(..., help="Dataset name or folder."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder of the derived dataset."),
+    fraction: float = typer.Option(0.5, min=0.01, max=0.99, help="Share of train positives to hide."),
+    seed: int = typer.Option(42),
+) -> None:
+    """Derive a dataset with part of the train positives hidden (controlled false-negative experiments)."""
+    from retriever.data.derive import hide_positives
+
+    path = hide_positives(load_dataset(data), output, fraction, seed)
+    typer.echo(f"{path}: {fraction:.0%} of train positives hidden (listed in {path}/hidden_positives.tsv)")

@@ -13,7 +13,7 @@ from retriever.data import load_dataset
 from retriever.encoders import BiEncoder
 from retriever.evaluate import plot_roc, write_trec_run
 from retriever.index import index_root, list_indexes
-from retriever.pipeline import build_index, evaluate_index, open_index, search_texts
+from retriever.pipeline import build_index, evaluate_index, open_index, rerank_evaluation, search_texts
 
 index_app = typer.Typer(help="Build and inspect FAISS indexes.", no_args_is_help=True)
 
@@ -131,17 +131,71 @@ def eval_command(
     k: int = typer.Option(1000, "--depth", help="Retrieval depth for the run."),
     run_file: Path | None = typer.Option(None, help="Write the run in TREC format here."),
     roc_png: Path | None = typer.Option(None, "--roc", help="Write the ROC curve (AUC protocol) as a PNG."),
+    rerank: str | None = typer.Option(None, "--rerank", help="Reranker folder (train-reranker output) or smollm2."),
+    rerank_depth: int = typer.Option(100, min=1, help="Candidates per query the reranker re-scores."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Evaluate an index on a split: nDCG@10, MRR@10, R@100, MAP@100 and global/per-query AUC."""
+    """Evaluate an index on a split: nDCG@10, MRR@10, R@100, MAP@100 and global/per-query AUC; with
+    ``--rerank``, also the reranked top ``--rerank-depth``."""
     dataset = load_dataset(data)
     encoder = BiEncoder.load(model, show_progress=True) if model else None
     faiss_index, manifest, encoder = open_index(index, encoder, show_progress=True)
     report = evaluate_index(faiss_index, encoder, dataset, split=split, k=k)
+    result = {"index": manifest.name, "dataset": dataset.name, "split": split, "metrics": report.metrics}
+    run = report.run
+    if rerank:
+        reranked = rerank_evaluation(dataset, split, report.run, rerank, rerank_depth)
+        run = reranked.run
+        result["reranked"] = reranked.metrics | {"ms_per_query": reranked.ms_per_query, "reranker": rerank}
     if run_file:
-        write_trec_run(report.run, run_file, tag=manifest.name)
+        write_trec_run(run, run_file, tag=manifest.name)
     if roc_png and report.auc is not None:
         plot_roc({manifest.name: (report.auc.labels, report.auc.scores)}, roc_png, title=f"{dataset.name} {split}")
     title = f"{manifest.name} on {dataset.name}/{split} ({report.n_queries} queries)"
-    emit({"index": manifest.name, "dataset": dataset.name, "split": split, "metrics": report.metrics},
-         as_json, metrics_table(title, report.metrics))
+    emit(result, as_json, metrics_table(title, report.metrics))
+    if rerank and not as_json:
+        numbers = {k: v for k, v in result["reranked"].items() if isinstance(v, float)}
+        emit(None, False, metrics_table(f"reranked top {rerank_depth} with {rerank}", numbers))
+
+
+def rerank_command(
+    query: list[str] = typer.Argument(..., help="One or more query texts."),
+    index: str = typer.Option(..., "--index", "-i", help="Index name or path."),
+    reranker: str = typer.Option(..., "--reranker", "-r", help="Reranker folder (train-reranker output) or smollm2."),
+    depth: int = typer.Option(20, "--depth", min=1, max=1000, help="Candidates retrieved, then re-scored."),
+    k: int = typer.Option(10, "--top-k", "-k", min=1),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Retrieve the top ``--depth`` from an index and rerank them."""
+    from retriever.pipeline import rerank_texts
+
+    if any(not q.strip() for q in query):
+        raise typer.BadParameter("queries must not be empty")
+    faiss_index, manifest, encoder = open_index(index)
+    titles = _titles(manifest)
+    texts = _doc_texts(manifest)
+    results = rerank_texts(faiss_index, encoder, load_reranker_cached(reranker), query, texts, depth, k)
+    if as_json:
+        emit([{"query": q, "hits": [{"id": d, "rerank_score": s, "cosine": c} for d, s, c in hits]}
+              for q, hits in zip(query, results, strict=True)], True)
+        return
+    for text, hits in zip(query, results, strict=True):
+        table = Table(title=f"{text}  [reranked top {depth} with {reranker}]")
+        for column in ("rank", "id", "rerank", "cosine", "title"):
+            table.add_column(column)
+        for rank, (doc, score, cosine) in enumerate(hits, 1):
+            table.add_row(str(rank), doc, f"{score:.4f}", f"{cosine:.4f}", titles.get(doc, "")[:70])
+        emit(None, False, table)
+
+
+def load_reranker_cached(path: str):
+    from retriever.rerank import load_reranker
+
+    return load_reranker(path)
+
+
+def _doc_texts(manifest) -> dict[str, str]:
+    if manifest.data_source is None or not Path(manifest.data_source.path).is_dir():
+        raise typer.BadParameter("reranking needs the document texts: the index's dataset folder is gone")
+    dataset = load_dataset(manifest.data_source.path)
+    return dict(zip(dataset.doc_ids, dataset.doc_texts(dataset.doc_ids), strict=True))

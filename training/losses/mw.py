@@ -11,12 +11,15 @@ from torch import Tensor, nn
 from training.losses.base import BatchLoss, KnownPositives, gather
 
 
-def mw_from_scores(positives: Tensor, negatives: Tensor, temperature: float) -> Tensor:
-    """``mean over (i, s-) of -log sigmoid((s+_i - s-) / tau)``: every positive against every negative."""
+def mw_from_scores(positives: Tensor, negatives: Tensor, temperature: float, normalize: str = "pairs") -> Tensor:
+    """``-log sigmoid((s+_i - s-) / tau)`` over every (positive, negative) pair, averaged over the pairs
+    (``normalize="pairs"``) or summed over negatives and averaged over positives (``"batch"``: the paper's
+    literal ``1/B``)."""
     if negatives.numel() == 0:
         return positives.sum() * 0.0
     margins = (positives[:, None] - negatives[None, :]) / temperature
-    return nn.functional.softplus(-margins).mean()
+    losses = nn.functional.softplus(-margins)
+    return losses.mean() if normalize == "pairs" else losses.sum() / positives.numel()
 
 
 class MWLoss(BatchLoss):
@@ -34,7 +37,8 @@ class MWLoss(BatchLoss):
 
     Normalisation: the paper writes ``-(1/B) \sum_i \sum_{s^-}``; we also divide by ``|S^-|``, which grows
     with the square of the batch size, so that the gradient scale (and the learning rate) does not depend
-    on the batch size. Default ``tau = 0.01``.
+    on the batch size. ``normalize="batch"`` gives the paper's literal ``1/B`` (its gradient is ``|S^-|``
+    times larger, so it needs a learning rate that shrinks with the batch). Default ``tau = 0.01``.
 
     Under DDP (``gather_across_devices=True``) the negative scores of every process are gathered, so
     ``S^-`` is the union over the global batch, as in a single process.
@@ -48,8 +52,11 @@ class MWLoss(BatchLoss):
     """
 
     def __init__(self, model: nn.Module, known: KnownPositives | None = None, temperature: float = 0.01,
-                 gather_across_devices: bool = False) -> None:
+                 gather_across_devices: bool = False, normalize: str = "pairs") -> None:
         super().__init__(model, known, temperature, gather_across_devices)
+        if normalize not in ("pairs", "batch"):
+            raise ValueError("normalize must be 'pairs' or 'batch'")
+        self.normalize = normalize
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
         scores, positive_column, excluded = self.scores(sentence_features, labels)
@@ -57,7 +64,7 @@ class MWLoss(BatchLoss):
         negatives = scores[~excluded]
         if self.gather_across_devices:
             negatives = _gather_ragged(negatives)
-        return mw_from_scores(positives, negatives, self.temperature)
+        return mw_from_scores(positives, negatives, self.temperature, self.normalize)
 
     @property
     def citation(self) -> str:

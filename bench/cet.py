@@ -1,0 +1,184 @@
+"""Issue 5: CET against false negatives, for the bi-encoder (STAR pairs) and the cross-encoder reranker.
+
+    python -m bench.cet --dataset nfcorpus-hidden50 --max-pairs 20000 --max-groups 4000
+    python -m bench.cet --dataset scifact
+
+``<name>-hidden<P>`` derives a copy of ``<name>`` with P% of its train positives hidden (seeded, written
+to ``data/derived/``); the hidden pairs are read back only to measure false negatives. Negatives are mined
+from the zero-shot index of the base corpus with the visible labels only, so hidden positives can come back
+as "negatives", exactly as unjudged relevant documents do in a pooled collection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+import numpy as np
+import torch
+import typer
+
+from bench.hard_negatives import MODELS, ensure_index
+from bench.results import ROOT, record
+from retriever.data import load_dataset
+from retriever.data.derive import false_negative_rate, hide_positives, read_hidden_positives
+from retriever.encoders import BiEncoder, load_sentence_transformer
+from retriever.evaluate.plots import save_png
+from retriever.pipeline import build_index, evaluate_index, rerank_evaluation, retrieve
+from training.config import TrainConfig
+from training.losses.cet import cet_weights
+from training.negatives import MiningParams, mine_hard_negatives, read_negatives
+from training.rerank_config import RerankerConfig
+from training.rerank_models import CrossEncoderScorer
+from training.rerank_trainer import score_batches, train_reranker
+from training.trainer import train
+
+logger = logging.getLogger("bench.cet")
+HARD_POOL = 30
+
+
+def prepare(dataset: str, seed: int):
+    """The (possibly derived) dataset, its base name, and the hidden positives."""
+    match = re.fullmatch(r"(.+)-hidden(\d+)", dataset)
+    if not match:
+        return load_dataset(dataset), dataset, {}
+    base, percent = match.group(1), int(match.group(2))
+    folder = ROOT / "data" / "derived" / dataset
+    if not (folder / "qrels" / "train.tsv").is_file():
+        hide_positives(load_dataset(base), folder, percent / 100, seed)
+    return load_dataset(str(folder)), base, read_hidden_positives(folder)
+
+
+def selection_weights(kind: str, path, data, pairs: list[tuple[str, str]], tau: float, ratio: float) -> np.ndarray:
+    """CET's w_R = 1 / (1 - sigma(S(q, d) / T)) from the trained selection model, for (query, negative) pairs."""
+    queries = [data.queries[q] for q, _ in pairs]
+    docs = data.doc_texts([d for _, d in pairs])
+    if kind == "bi":
+        model = load_sentence_transformer(str(path))
+        q = model.encode(queries, batch_size=128, convert_to_tensor=True, normalize_embeddings=True)
+        d = model.encode(docs, batch_size=128, convert_to_tensor=True, normalize_embeddings=True)
+        logits = (q * d).sum(-1) / tau
+    else:
+        scorer = CrossEncoderScorer(str(path)).to("cuda" if torch.cuda.is_available() else "cpu").eval()
+        logits = torch.from_numpy(score_batches(scorer, queries, docs, 128))
+    return cet_weights(logits.float().cpu(), ratio).numpy()
+
+
+def plot_weights(curves: dict[str, tuple[np.ndarray, np.ndarray]], png, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 3.8), squeeze=False)
+    for ax, (name, (weights, hidden)) in zip(axes[0], curves.items(), strict=True):
+        bins = np.linspace(weights.min(), weights.max(), 40)
+        ax.hist(weights[~hidden], bins=bins, density=True, alpha=0.6, label=f"other negatives ({(~hidden).sum()})")
+        if hidden.any():
+            ax.hist(weights[hidden], bins=bins, density=True, alpha=0.6, label=f"hidden positives ({hidden.sum()})")
+        ax.set(title=name, xlabel="CET weight w_R of the mined negative", ylabel="density")
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    save_png(fig, png, dpi=110)
+
+
+def main(
+    dataset: str = typer.Option("nfcorpus-hidden50"),
+    max_pairs: int | None = typer.Option(None, help="Bi-encoder: subsample training pairs (seeded)."),
+    max_groups: int | None = typer.Option(None, help="Reranker: subsample groups (seeded)."),
+    parts: list[str] = typer.Option(["bi", "rerank"], "--part"),
+    batch_size: int = typer.Option(32),
+    rerank_batch_size: int = typer.Option(8),
+    learning_rate: float = typer.Option(2e-5),
+    debias_ratio: float = typer.Option(2.0),
+    rerank_depth: int = typer.Option(100),
+    weight_queries: int = typer.Option(300, help="Train queries whose top-30 negatives are scored for the PNG."),
+    seed: int = typer.Option(42),
+    max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
+) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    data, base, hidden = prepare(dataset, seed)
+    index, manifest, encoder, _ = ensure_index(load_dataset(base), f"{base}-zero-shot", "default")
+    negatives_path = MODELS / f"{dataset}-negatives.json"
+    if not negatives_path.is_file():
+        mine_hard_negatives(data, "train", index, manifest, encoder, MiningParams(top_k=200, seed=seed)
+                            ).save(negatives_path)
+    negatives = read_negatives(negatives_path).negatives
+    fnr = {}
+    if hidden:
+        fnr = {"false_negative_rate": false_negative_rate(negatives, hidden),
+               "false_negative_rate_top30": false_negative_rate({q: v[:HARD_POOL] for q, v in negatives.items()},
+                                                                hidden)}
+        logger.info("false negatives among mined negatives: %s", fnr)
+    rng = np.random.default_rng(seed)
+    weight_qids = sorted(rng.choice(sorted(negatives), min(weight_queries, len(negatives)), replace=False).tolist())
+    pairs = [(q, d) for q in weight_qids for d in negatives[q][:HARD_POOL]]
+    is_hidden = np.array([d in hidden.get(q, ()) for q, d in pairs])
+    curves = {}
+
+    if "bi" in parts:
+        common = dict(data=str(data.path), loss="star", negatives_file=negatives_path, n_negatives=1,
+                      batch_size=batch_size, learning_rate=learning_rate, seed=seed, max_pairs=max_pairs,
+                      dev_corpus_size=500, early_stopping_patience=None, debias_ratio=debias_ratio,
+                      max_steps=max_steps)
+        for method, debias in (("hn-plain", "none"), ("hn-cet", "cet")):
+            name = f"{dataset}-{method}" + ("" if debias == "none" else f"-T{debias_ratio:g}")
+            output = MODELS / name
+            if not (output / "train_summary.json").is_file():
+                train(TrainConfig(debias=debias, output=output, resume=(output / "checkpoints").is_dir(), **common))
+            summary = json.loads((output / "train_summary.json").read_text())
+            start = time.perf_counter()
+            model = BiEncoder.load(str(output), show_progress=True)
+            trained_index, _, _ = build_index(data, model, name, root=ROOT / "indexes")
+            report = evaluate_index(trained_index, model, data, split="test", k=1000)
+            metrics = report.metrics | fnr | {"train_seconds": summary["train_seconds"],
+                                               "samples_per_s": summary["samples_per_s"], "steps": summary["steps"]}
+            if debias == "cet":
+                weights = selection_weights("bi", output / "selection", data, pairs, 0.05, debias_ratio)
+                curves["bi-encoder (STAR + CET)"] = (weights, is_hidden)
+                metrics |= _weight_metrics(weights, is_hidden)
+            label = "all-MiniLM-L6-v2+star" + (f"+cet(T={debias_ratio:g})" if debias == "cet" else "")
+            record(dataset, "test", method, label, metrics,
+                   summary["train_seconds"] + time.perf_counter() - start)
+
+    if "rerank" in parts:
+        test = data.qrels("test")
+        run = retrieve(index, encoder, {q: data.queries[q] for q in test}, k=rerank_depth)
+        for method, debias in (("rerank-ce-plain", "none"), ("rerank-ce-cet", "cet")):
+            output = MODELS / (f"{dataset}-{method}" + ("" if debias == "none" else f"-T{debias_ratio:g}"))
+            if not (output / "train_summary.json").is_file():
+                train_reranker(RerankerConfig(
+                    objective="pair", debias=debias, debias_ratio=debias_ratio, data=str(data.path),
+                    negatives_file=negatives_path, n_hard=7, n_easy=0, hard_pool=HARD_POOL, max_groups=max_groups,
+                    batch_size=rerank_batch_size, learning_rate=learning_rate, seed=seed, output=output,
+                    resume=(output / "checkpoints").is_dir(), early_stopping_patience=None, max_steps=max_steps))
+            summary = json.loads((output / "train_summary.json").read_text())
+            report = rerank_evaluation(data, "test", run, str(output), rerank_depth)
+            metrics = report.metrics | fnr | {"ms_per_query": report.ms_per_query, "depth": rerank_depth,
+                                              "n_queries": len(run), "train_seconds": summary["train_seconds"]}
+            if debias == "cet":
+                weights = selection_weights("ce", output / "selection", data, pairs, 1.0, debias_ratio)
+                curves["cross-encoder (pairwise + CET)"] = (weights, is_hidden)
+                metrics |= _weight_metrics(weights, is_hidden)
+            label = f"{base}-zero-shot>>ce-pair" + (f"+cet(T={debias_ratio:g})" if debias == "cet" else "")
+            record(dataset, "test", method, label, metrics,
+                   report.seconds + summary["train_seconds"])
+    if curves:
+        plot_weights(curves, ROOT / "docs" / f"cet_weights_{dataset}_T{debias_ratio:g}.png",
+                     f"{dataset}: CET weights, top-{HARD_POOL} mined negatives of {len(weight_qids)} train queries")
+
+
+def _weight_metrics(weights: np.ndarray, hidden: np.ndarray) -> dict:
+    if not hidden.any() or hidden.all():
+        return {"cet_weight_mean": float(weights.mean())}
+    from sklearn.metrics import roc_auc_score
+
+    return {"cet_weight_hidden_positives": float(weights[hidden].mean()),
+            "cet_weight_other_negatives": float(weights[~hidden].mean()),
+            "cet_weight_auc_hidden": float(roc_auc_score(hidden, weights))}
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,40 @@
+"""Cross-encoder reranking with sentence-transformers' ``CrossEncoder``."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from retriever.errors import ModelError
+from retriever.rerank.base import length_sorted_batches
+
+
+class CrossEncoderReranker:
+    """Scores pairs with a ``CrossEncoder`` folder: batched by length, truncated to the model's limit,
+    bf16 on CUDA. Scores are the model's raw logits (a sigmoid gives probabilities for BCE-trained heads)."""
+
+    def __init__(self, path: str, batch_size: int = 64, max_length: int | None = None,
+                 device: str | None = None) -> None:
+        from sentence_transformers import CrossEncoder
+
+        try:
+            kwargs = {"max_length": max_length} if max_length else {}
+            self.model = CrossEncoder(path, device=device, activation_fn=torch.nn.Identity(), **kwargs)
+        except Exception as exc:  # missing files, bad config: one clear line
+            raise ModelError(f"cannot load reranker '{path}': {str(exc).splitlines()[0][:160]}") from None
+        if self.model.device.type == "cuda" and torch.cuda.is_bf16_supported():
+            self.model.bfloat16()
+        self.model.eval()
+        self.name = f"cross-encoder:{path}"
+        self.batch_size = batch_size
+
+    def score_pairs(self, queries: list[str], documents: list[str]) -> np.ndarray:
+        if len(queries) != len(documents):
+            raise ValueError("queries and documents must have the same length")
+        scores = np.zeros(len(queries), dtype=np.float32)
+        lengths = np.array([len(q) + len(d) for q, d in zip(queries, documents, strict=True)])
+        for rows in length_sorted_batches(lengths, self.batch_size):
+            pairs = [(queries[i], documents[i]) for i in rows]
+            out = self.model.predict(pairs, batch_size=len(pairs), show_progress_bar=False, convert_to_numpy=True)
+            scores[rows] = np.asarray(out, dtype=np.float32).reshape(len(rows), -1)[:, -1]
+        return scores

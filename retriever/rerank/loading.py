@@ -1,0 +1,40 @@
+"""Open a reranker folder of either architecture by what it contains."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from retriever.errors import ModelError
+from retriever.rerank.causal_lm import RERANKER_FILE
+from retriever.rerank.lm_weights import SMOLLM2_ALIASES
+
+
+def reranker_arch(path: str) -> str:
+    """``causal-lm`` for folders saved by ``retriever train-reranker --arch causal-lm``, for causal-LM
+    configs and for the SmolLM2 alias; ``cross-encoder`` otherwise."""
+    if path.lower() in SMOLLM2_ALIASES:
+        return "causal-lm"
+    folder = Path(path)
+    settings = folder / RERANKER_FILE
+    if settings.is_file():
+        return json.loads(settings.read_text()).get("arch", "cross-encoder")
+    config = folder / "config.json"
+    if config.is_file():
+        architectures = json.loads(config.read_text()).get("architectures") or []
+        if any(a.endswith("ForCausalLM") for a in architectures):
+            return "causal-lm"
+    return "cross-encoder"
+
+
+def load_reranker(path: str, batch_size: int | None = None, max_length: int | None = None, device: str | None = None):
+    """The reranker the CLI, the evaluation and the service all use."""
+    if not path:
+        raise ModelError("no reranker path given")
+    if reranker_arch(path) == "causal-lm":
+        from retriever.rerank.causal_lm import CausalLMReranker
+
+        return CausalLMReranker(path, batch_size or 16, max_length, device)
+    from retriever.rerank.cross_encoder import CrossEncoderReranker
+
+    return CrossEncoderReranker(path, batch_size or 64, max_length, device)

@@ -1,0 +1,123 @@
+"""Trainable reranker scorers with one interface: a batch of (query, document) pairs in, scores and
+yes/no log-probabilities out, with autograd."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from retriever.atomic import atomic_write_json
+from retriever.errors import ModelError
+from retriever.rerank.causal_lm import (
+    PROMPT_TEMPLATE,
+    RERANKER_FILE,
+    YesNoPrompter,
+    answer_logits,
+    answer_token_ids,
+    pad_left,
+)
+
+
+@dataclass
+class PairScores:
+    """``scores``: the ranking logit; ``log_p_yes``/``log_p_no``: what the SFT loss reads. All ``[N]``."""
+
+    scores: Tensor
+    log_p_yes: Tensor
+    log_p_no: Tensor
+
+
+class CrossEncoderScorer(nn.Module):
+    """A BERT-style encoder with a new one-logit head (``AutoModelForSequenceClassification``), saved as a
+    folder that sentence-transformers' ``CrossEncoder`` loads."""
+
+    arch = "cross-encoder"
+
+    def __init__(self, name_or_path: str, max_length: int = 256) -> None:
+        super().__init__()
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from retriever.encoders.text_encoder import resolve_model_path
+
+        target, _ = resolve_model_path(name_or_path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(target)
+            self.model = AutoModelForSequenceClassification.from_pretrained(target, num_labels=1)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load '{name_or_path}': {str(exc).splitlines()[0][:160]}") from None
+        self.max_length = max_length
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def forward(self, queries: list[str], documents: list[str]) -> PairScores:
+        features = self.tokenizer(queries, documents, padding=True, truncation=True, max_length=self.max_length,
+                                  return_tensors="pt").to(self.device)
+        scores = self.model(**features).logits[:, 0].float()
+        return PairScores(scores, nn.functional.logsigmoid(scores), nn.functional.logsigmoid(-scores))
+
+    def save(self, folder: Path) -> None:
+        self.model.config.sentence_transformers = {"activation_fn": "torch.nn.modules.linear.Identity"}
+        self.model.save_pretrained(str(folder))
+        self.tokenizer.save_pretrained(str(folder))
+        atomic_write_json(Path(folder) / RERANKER_FILE, {"arch": self.arch, "max_length": self.max_length})
+
+
+class CausalLMScorer(nn.Module):
+    """A causal LM answering yes/no (see :mod:`retriever.rerank.causal_lm`): score ``l_yes - l_no`` and the
+    full-vocabulary log-probabilities of both answers at the answer position."""
+
+    arch = "causal-lm"
+
+    def __init__(self, name_or_path: str, max_length: int = 256, template: str = PROMPT_TEMPLATE) -> None:
+        super().__init__()
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from retriever.rerank.causal_lm import read_settings
+        from retriever.rerank.lm_weights import resolve_causal_lm
+
+        settings = read_settings(name_or_path)
+        target = resolve_causal_lm(name_or_path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(target)
+            self.model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load causal LM '{name_or_path}': {str(exc).splitlines()[0][:160]}") from None
+        self.template = settings.get("template", template)
+        self.answers = tuple(settings.get("answers", ("yes", "no")))
+        self.max_length = max_length
+        self.prompter = YesNoPrompter(self.tokenizer, self.template, max_length)
+        self.yes_id, self.no_id = answer_token_ids(self.tokenizer, *self.answers)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.no_id
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def forward(self, queries: list[str], documents: list[str]) -> PairScores:
+        ids, mask, positions = pad_left(self.prompter(queries, documents), self.pad_id, self.device)
+        logits = answer_logits(self.model, ids, mask, positions)
+        log_p = logits.log_softmax(dim=-1)
+        return PairScores(logits[:, self.yes_id] - logits[:, self.no_id], log_p[:, self.yes_id], log_p[:, self.no_id])
+
+    def save(self, folder: Path) -> None:
+        self.model.save_pretrained(str(folder))
+        self.tokenizer.save_pretrained(str(folder))
+        atomic_write_json(Path(folder) / RERANKER_FILE, {"arch": self.arch, "template": self.template,
+                                                         "answers": list(self.answers), "max_length": self.max_length})
+
+
+def make_scorer(arch: str, name_or_path: str, max_length: int) -> CrossEncoderScorer | CausalLMScorer:
+    if arch == "causal-lm":
+        return CausalLMScorer(name_or_path, max_length)
+    return CrossEncoderScorer(name_or_path, max_length)
+
+
+def saved_arch(folder: Path) -> str | None:
+    file = Path(folder) / RERANKER_FILE
+    return json.loads(file.read_text()).get("arch") if file.is_file() else None
