@@ -133,7 +133,7 @@ def main(
             model = BiEncoder.load(str(output), show_progress=True)
             trained_index, _, _ = build_index(data, model, name, root=ROOT / "indexes")
             report = evaluate_index(trained_index, model, data, split="test", k=1000)
-            metrics = report.metrics | fnr | {"train_seconds": summary["train_seconds"],
+            metrics = report.metrics | fnr | {"train_seconds": summary["train_seconds"], "max_pairs": max_pairs or 0,
                                                "samples_per_s": summary["samples_per_s"], "steps": summary["steps"]}
             if debias == "cet":
                 weights = selection_weights("bi", output / "selection", data, pairs, 0.05, debias_ratio)
@@ -157,7 +157,8 @@ def main(
             summary = json.loads((output / "train_summary.json").read_text())
             report = rerank_evaluation(data, "test", run, str(output), rerank_depth)
             metrics = report.metrics | fnr | {"ms_per_query": report.ms_per_query, "depth": rerank_depth,
-                                              "n_queries": len(run), "train_seconds": summary["train_seconds"]}
+                                              "n_queries": len(run), "train_seconds": summary["train_seconds"],
+                                              "max_groups": max_groups or 0, "steps": summary["steps"]}
             if debias == "cet":
                 weights = selection_weights("ce", output / "selection", data, pairs, 1.0, debias_ratio)
                 curves["cross-encoder (pairwise + CET)"] = (weights, is_hidden)

@@ -12,10 +12,13 @@ set -uo pipefail
 OUT=$(realpath -m "${1:-/tmp/gpu-suite}"); LOGS=$OUT/logs; mkdir -p "$LOGS"
 STREAM_SECONDS=${STREAM_SECONDS:-420}
 PY=${PY:-python3}
-if [ -d .device ]; then
+if [ -d .device ] && [ ! -f /tmp/dev/.ready ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .device/wheels/*.whl
   mkdir -p /tmp/dev/data && tar xJf .device/minilm.tar.xz -C /tmp/dev && tar xJf .device/faiss.tar.xz -C /tmp/site
   tar xJf .device/data.tar.xz -C /tmp/dev/data
+  # the carried copy is fp16 (to fit the transfer); train and encode from float32, as the original
+  $PY -c "from safetensors.torch import load_file, save_file; f='/tmp/dev/minilm/model.safetensors'; \
+save_file({k: v.float() for k, v in load_file(f).items()}, f, metadata={'format': 'pt'})"
   export PYTHONPATH=/tmp/site RETRIEVER_DEFAULT_MODEL=/tmp/dev/minilm RETRIEVER_DATA_PATH=/tmp/dev/data
   if ! $PY -c "import datasets; datasets.Dataset.from_dict({'a': [1]})" 2>"$LOGS/datasets-import.txt"; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
@@ -25,7 +28,9 @@ if [ -d .device ]; then
   $PY -c "import torch, transformers, sentence_transformers, faiss, datasets; print(torch.__version__, \
 torch.cuda.is_available(), transformers.__version__, sentence_transformers.__version__, faiss.__version__, \
 datasets.__version__)" >> "$OUT/gpu.txt" 2>&1
+  touch /tmp/dev/.ready
 fi
+[ -d .device ] && export PYTHONPATH=/tmp/site RETRIEVER_DEFAULT_MODEL=/tmp/dev/minilm RETRIEVER_DATA_PATH=/tmp/dev/data
 SCIFACT=scifact NFCORPUS=nfcorpus MAXP=10000 MAXG=4000 STEPS=""
 if [ -n "${DRY:-}" ]; then
   SCIFACT=scimini NFCORPUS=nfmini MAXP=64 MAXG=32 STEPS="--max-steps 2"
@@ -80,9 +85,26 @@ stream_cet() {
   run $PY -m bench.cet --dataset $SCIFACT $STEPS
   run $PY -m bench.cet --dataset $NFCORPUS-hidden50 --max-pairs $MAXP --max-groups $MAXG --debias-ratio 10 $STEPS
 }
-export -f log run stream_losses stream_hard stream_rerank stream_cet
+stream_rerank2() {
+  STREAM=rerank2
+  run $PY -m bench.rerankers --dataset $NFCORPUS --arch cross-encoder --max-groups $MAXG $STEPS
+}
+stream_losses2() {
+  STREAM=losses2
+  run $PY -m bench.train_losses --dataset $NFCORPUS --loss contrastive --loss mw --max-pairs $MAXP --no-zero-shot $STEPS
+  run $PY -m bench.train_losses --dataset $NFCORPUS --loss mw --temperature 0.05 --max-pairs $MAXP --no-zero-shot $STEPS
+}
+stream_hard2() {
+  STREAM=hard2
+  run $PY -m bench.hard_negatives --dataset $NFCORPUS --max-pairs $MAXP $STEPS
+}
+stream_cet2() {
+  STREAM=cet2
+  run $PY -m bench.cet --dataset $NFCORPUS-hidden50 --max-pairs $MAXP --max-groups $MAXG $STEPS
+}
+export -f log run stream_losses stream_hard stream_rerank stream_cet stream_rerank2 stream_losses2 stream_hard2 stream_cet2
 export OUT LOGS PY SCIFACT NFCORPUS MAXP MAXG STEPS
-for s in losses hard rerank cet; do timeout "$STREAM_SECONDS" bash -c "stream_$s" & done
+for s in ${STREAMS:-losses hard rerank cet}; do timeout "$STREAM_SECONDS" bash -c "stream_$s" & done
 wait
 log "streams finished"
 cp bench/results.json "$OUT/results.json"

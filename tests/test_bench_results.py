@@ -11,6 +11,23 @@ def test_rerun_replaces_its_record_and_renders(tmp_path, monkeypatch) -> None:
     results.record("scifact", "test", "zero-shot", "m", {"ndcg@10": 0.55}, 1.0, command="cmd c")
     rows = json.loads((tmp_path / "results.json").read_text())
     assert [(r["method"], r["metrics"]["ndcg@10"]) for r in rows] == [("mw", 0.6), ("zero-shot", 0.55)]
-    assert set(rows[0]) == {"dataset", "split", "method", "model", "metrics", "seconds", "command", "commit"}
+    assert set(rows[0]) == {"dataset", "split", "method", "model", "metrics", "seconds", "command", "commit",
+                            "hardware"}
     table = (tmp_path / "results.md").read_text()
     assert "| zero-shot | m | 0.5500 |" in table and "`cmd c`" in table and "cmd a" not in table
+
+
+def test_merge_takes_gpu_records_and_keeps_both_hardwares(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(results, "RESULTS", tmp_path / "results.json")
+    monkeypatch.setattr(results, "TABLE", tmp_path / "results.md")
+    monkeypatch.setattr(results, "hardware", lambda: "cpu x2")
+    results.record("scifact", "test", "mw", "m", {"ndcg@10": 0.6}, 1.0, command="local")
+    other = [{"dataset": "scifact", "split": "test", "method": "mw", "model": "m", "metrics": {"ndcg@10": 0.1},
+              "seconds": 1, "command": "stale copy", "commit": "x", "hardware": "cpu x2"},
+             {"dataset": "scifact", "split": "test", "method": "mw", "model": "m", "metrics": {"ndcg@10": 0.7},
+              "seconds": 1, "command": "gpu", "commit": "x", "hardware": "NVIDIA H200"}]
+    (tmp_path / "gpu.json").write_text(json.dumps(other))
+    assert results.merge(tmp_path / "gpu.json") == 1
+    rows = {r["hardware"]: r["metrics"]["ndcg@10"] for r in json.loads((tmp_path / "results.json").read_text())}
+    assert rows == {"cpu x2": 0.6, "NVIDIA H200": 0.7}
+    assert "[NVIDIA H200]" in (tmp_path / "results.md").read_text()

@@ -129,3 +129,20 @@ def test_torchrun_two_cpu_processes(tiny_dir: Path, tiny_model_dir: Path, tmp_pa
     assert result.stdout.count("\"output\"") == 1  # one report, from rank 0
     assert json.loads(result.stdout[result.stdout.rindex("{\n"):])["steps"] == 2
     assert (tmp_path / "ddp" / "model.safetensors").is_file()
+
+
+def test_half_precision_checkpoint_trains_in_float32(tiny_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A checkpoint stored in fp16 (as on the GPU machine) must train with float32 master weights: updates of
+    lr 2e-5 vanish in fp16 and the embeddings collapse."""
+    from sentence_transformers import SentenceTransformer
+
+    from training.config import TrainConfig
+    from training.trainer import train
+
+    half = tmp_path / "half"
+    SentenceTransformer(str(tiny_model_dir), device="cpu").half().save(str(half))
+    out = tmp_path / "run"
+    train(TrainConfig(data=str(tiny_dir), model=str(half), batch_size=2, max_steps=1, output=out, max_seq_length=32,
+                      dev_corpus_size=3, early_stopping_patience=None))
+    trained = SentenceTransformer(str(out), device="cpu")
+    assert {p.dtype for p in trained.parameters()} == {torch.float32}

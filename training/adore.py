@@ -88,7 +88,7 @@ def train_adore(config: TrainConfig) -> dict:
     index, manifest, encoder = open_index(config.index, use_gpu=True)
     doc_encoder = encoder.document
     query_init = config.model if config.model != "default" else manifest.model_id
-    query_model = load_sentence_transformer(query_init)
+    query_model = load_sentence_transformer(query_init).float()
     query_model.max_seq_length = config.query_max_seq_length or 64
     query_model.train()
 
@@ -117,7 +117,7 @@ def train_adore(config: TrainConfig) -> dict:
         cands = dynamic_candidates(index, q.detach().cpu().numpy(), [positives[x] for x in batch], doc_row,
                                    config.adore_top_k)
         retrieval_seconds += time.perf_counter() - tick
-        scores = torch.einsum("bd,bmd->bm", q, doc_matrix[cands.rows].to(q.device))
+        scores = torch.einsum("bd,bmd->bm", q.float(), doc_matrix[cands.rows].to(q.device).float())
         weights = delta_mrr_weights(cands.ranks, cands.relevant, cands.valid, config.adore_top_k).to(q.device)
         loss = adore_loss(scores, weights, config.tau)
         optimizer.zero_grad()

@@ -46,7 +46,8 @@ class CrossEncoderScorer(nn.Module):
         target, _ = resolve_model_path(name_or_path)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(target)
-            self.model = AutoModelForSequenceClassification.from_pretrained(target, num_labels=1)
+            self.model = AutoModelForSequenceClassification.from_pretrained(target, num_labels=1,
+                                                                            dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load '{name_or_path}': {str(exc).splitlines()[0][:160]}") from None
         self.max_length = max_length

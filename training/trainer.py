@@ -144,7 +144,7 @@ def train(config: TrainConfig) -> TrainResult:
         raise RetrieverError("--loss star needs --negatives-file (from 'retriever mine') and --n-negatives >= 1")
     rows = build_rows(dataset, config.split, load_negatives(config.negatives_file), config.n_negatives,
                       config.max_pairs, config.seed, config.negative_sampling)
-    model = load_sentence_transformer(config.model)
+    model = load_sentence_transformer(config.model).float()  # fp32 master weights, whatever the checkpoint holds
     model.max_seq_length = config.max_seq_length
     loss = make_loss(config, model, rows.known)
     world = int(os.environ.get("WORLD_SIZE", "1"))
