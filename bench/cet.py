@@ -167,7 +167,8 @@ def main(
             record(dataset, "test", method, label, metrics,
                    report.seconds + summary["train_seconds"])
     if curves:
-        plot_weights(curves, ROOT / "docs" / f"cet_weights_{dataset}_T{debias_ratio:g}.png",
+        suffix = "" if set(parts) == {"bi", "rerank"} else "_" + "-".join(parts)
+        plot_weights(curves, ROOT / "docs" / f"cet_weights_{dataset}_T{debias_ratio:g}{suffix}.png",
                      f"{dataset}: CET weights, top-{HARD_POOL} mined negatives of {len(weight_qids)} train queries")
 
 
