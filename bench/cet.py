@@ -140,6 +140,7 @@ def main(
                 curves["bi-encoder (STAR + CET)"] = (weights, is_hidden)
                 metrics |= _weight_metrics(weights, is_hidden)
             label = "all-MiniLM-L6-v2+star" + (f"+cet(T={debias_ratio:g})" if debias == "cet" else "")
+            label += f" ({max_pairs} pairs)" if max_pairs else ""
             record(dataset, "test", method, label, metrics,
                    summary["train_seconds"] + time.perf_counter() - start)
 
@@ -164,6 +165,7 @@ def main(
                 curves["cross-encoder (pairwise + CET)"] = (weights, is_hidden)
                 metrics |= _weight_metrics(weights, is_hidden)
             label = f"{base}-zero-shot>>ce-pair" + (f"+cet(T={debias_ratio:g})" if debias == "cet" else "")
+            label += f" ({max_groups} groups)" if max_groups else ""
             record(dataset, "test", method, label, metrics,
                    report.seconds + summary["train_seconds"])
     if curves:

@@ -42,11 +42,13 @@ def ensure_index(data, name: str, model: str):
         return index, manifest, encoder, time.perf_counter() - start
 
 
-def evaluate_and_record(data, dataset: str, method: str, index, encoder, summary: dict, extra: dict) -> None:
+def evaluate_and_record(data, dataset: str, method: str, index, encoder, summary: dict, extra: dict,
+                        max_pairs: int | None = None) -> None:
     report = evaluate_index(index, encoder, data, split="test", k=1000)
     metrics = report.metrics | {"train_seconds": summary["train_seconds"], "samples_per_s": summary["samples_per_s"],
                                 "steps": summary["steps"]} | extra
-    record(dataset, "test", method, f"all-MiniLM-L6-v2+{method}", metrics, summary["train_seconds"])
+    label = f"all-MiniLM-L6-v2+{method}" + (f" ({max_pairs} pairs)" if max_pairs else "")
+    record(dataset, "test", method, label, metrics, summary["train_seconds"])
 
 
 def main(
@@ -84,7 +86,7 @@ def main(
         index, _, encoder, encode_seconds = ensure_index(data, f"{dataset}-{method}", str(output))
         evaluate_and_record(data, dataset, method, index, encoder, summary, {
             "mining_seconds": mining_seconds, "mining_seconds_per_step": mining_seconds / summary["steps"],
-            "corpus_encode_seconds": encode_seconds})
+            "corpus_encode_seconds": encode_seconds}, max_pairs)
 
     for method, base in (("adore", f"{dataset}-zero-shot"), ("adore-star", f"{dataset}-star")):
         if only and method not in only:
@@ -98,7 +100,8 @@ def main(
         summary = json.loads((output / "train_summary.json").read_text())
         index, _, encoder = open_index(target)
         evaluate_and_record(data, dataset, method, index, encoder, summary, {
-            "retrieval_seconds_per_step": summary["retrieval_seconds_per_step"], "corpus_encode_seconds": 0.0})
+            "retrieval_seconds_per_step": summary["retrieval_seconds_per_step"], "corpus_encode_seconds": 0.0},
+            max_pairs)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ def main(
         label = f"all-MiniLM-L6-v2+{loss}" + (f" (tau={config.tau:g}, norm={mw_normalize})" if variant else "")
         if max_pairs:
             metrics["max_pairs"] = max_pairs
+            label += f" ({max_pairs} pairs)"
         record(dataset, split, loss, label, metrics, summary["train_seconds"] + time.perf_counter() - start)
         write_trec_run(report.run, ROOT / "bench" / "runs" / f"{name}-{split}.trec", tag=loss)
         runs[f"{loss}{variant}"], curves[f"{loss}{variant}"] = report.run, (report.auc.labels, report.auc.scores)

@@ -127,7 +127,8 @@ def test_cet_star_trains_both_models_without_crossing_gradients(tiny_model_dir) 
     from sentence_transformers import SentenceTransformer
 
     from training.losses.cet import cet_weights
-    from training.losses.cet_star import CETStarLoss, weighted_pair_loss
+    from training.losses.cet_star import CETStarLoss
+    from training.losses.star import star_from_scores
 
     model = SentenceTransformer(str(tiny_model_dir), device="cpu")
     qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
@@ -147,4 +148,5 @@ def test_cet_star_trains_both_models_without_crossing_gradients(tiny_model_dir) 
     valid = torch.tensor([[False, True, True]])
     weights = cet_weights(torch.tensor([[0.0, 2.0, -2.0]]), 2.0)
     expected = (weights[0, 1] * sp(-1.0) + weights[0, 2] * sp(-2.0)) / 2
-    assert weighted_pair_loss(logits, torch.tensor([0]), valid, weights).item() == pytest.approx(float(expected))
+    value = star_from_scores(logits, torch.tensor([0]), ~valid, 1.0, weights).item()
+    assert value == pytest.approx(float(expected))

@@ -9,6 +9,19 @@ from pathlib import Path
 import typer
 
 
+def _config(model, config_file: Path | None, params: dict):
+    """The flags that were given (``None`` = not given) over the YAML file, validated as ``model``."""
+    from training.config import load_config
+
+    overrides = {k: v for k, v in params.items() if k not in ("config", "as_json", "resume")}
+    overrides["resume"] = params["resume"] or None
+    return load_config(config_file, overrides, model)
+
+
+def _echo(summary: dict, as_json: bool) -> None:
+    typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
+
+
 def train_command(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file; flags override it."),
     method: str | None = typer.Option(None, help="finetune (default) | adore (needs --index) | soft-tokens"),
@@ -38,30 +51,30 @@ def train_command(
     eval_steps: int | None = typer.Option(None),
     save_steps: int | None = typer.Option(None),
     early_stopping_patience: int | None = typer.Option(None),
+    mw_normalize: str | None = typer.Option(None, help="MW: pairs (mean, default) | batch (the paper's 1/B)"),
+    debias: str | None = typer.Option(None, help="none | cet (CET weights on STAR's pairs; needs --loss star)"),
+    debias_ratio: float | None = typer.Option(None, help="CET's T (default 2; the paper's script uses 10)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --output."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Fine-tune an embedding model on a BEIR dataset's qrels."""
     params = dict(locals())
-    from training.config import load_config
+    from training.config import TrainConfig
     from training.trainer import train
 
-    overrides = {k: v for k, v in params.items() if k not in ("config", "as_json", "resume")}
-    overrides["resume"] = resume or None
-    settings = load_config(config, overrides)
+    settings = _config(TrainConfig, config, params)
     if settings.method in ("adore", "soft-tokens"):
         from training.adore import train_adore
         from training.soft_tokens import train_soft_tokens
 
-        summary = (train_adore if settings.method == "adore" else train_soft_tokens)(settings)
-        typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
+        _echo((train_adore if settings.method == "adore" else train_soft_tokens)(settings), as_json)
         return
     result = train(settings)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     summary = {"output": str(result.output), "train_seconds": round(result.train_seconds, 1),
                "samples_per_s": round(result.samples_per_s, 2), "steps": result.steps, "best_dev": result.best_dev}
-    typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
+    _echo(summary, as_json)
 
 
 def mine_command(
@@ -123,14 +136,10 @@ def train_reranker_command(
 ) -> None:
     """Train a reranker (cross-encoder or yes/no causal LM) with SFT, listwise CL or pairwise CET."""
     params = dict(locals())
-    from training.config import load_config
     from training.rerank_config import RerankerConfig
     from training.rerank_trainer import train_reranker
 
-    overrides = {k: v for k, v in params.items() if k not in ("config", "as_json", "resume")}
-    overrides["resume"] = resume or None
-    summary = train_reranker(load_config(config, overrides, RerankerConfig))
-    typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
+    _echo(train_reranker(_config(RerankerConfig, config, params)), as_json)
 
 
 def register(app: typer.Typer) -> None:

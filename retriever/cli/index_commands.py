@@ -115,11 +115,18 @@ def search_command(
         emit(None, False, table)
 
 
-def _titles(manifest) -> dict[str, str]:
-    """Titles from the dataset the index was built from, when it is still there."""
+def _source_dataset(manifest):
+    """The dataset the index was built from, when it is still there."""
     if manifest.data_source is None or not Path(manifest.data_source.path).is_dir():
+        return None
+    return load_dataset(manifest.data_source.path)
+
+
+def _titles(manifest, dataset=None) -> dict[str, str]:
+    """Titles from the dataset the index was built from, when it is still there."""
+    dataset = dataset or _source_dataset(manifest)
+    if dataset is None:
         return {}
-    dataset = load_dataset(manifest.data_source.path)
     return {d: doc["title"] or doc["text"][:80] for d, doc in dataset.corpus.items()}
 
 
@@ -171,10 +178,15 @@ def rerank_command(
 
     if any(not q.strip() for q in query):
         raise typer.BadParameter("queries must not be empty")
+    from retriever.rerank import load_reranker
+
     faiss_index, manifest, encoder = open_index(index)
-    titles = _titles(manifest)
-    texts = _doc_texts(manifest)
-    results = rerank_texts(faiss_index, encoder, load_reranker_cached(reranker), query, texts, depth, k)
+    dataset = _source_dataset(manifest)
+    if dataset is None:
+        raise typer.BadParameter("reranking needs the document texts: the index's dataset folder is gone")
+    titles = _titles(manifest, dataset)
+    texts = dict(zip(dataset.doc_ids, dataset.doc_texts(dataset.doc_ids), strict=True))
+    results = rerank_texts(faiss_index, encoder, load_reranker(reranker), query, texts, depth, k)
     if as_json:
         emit([{"query": q, "hits": [{"id": d, "rerank_score": s, "cosine": c} for d, s, c in hits]}
               for q, hits in zip(query, results, strict=True)], True)
@@ -186,16 +198,3 @@ def rerank_command(
         for rank, (doc, score, cosine) in enumerate(hits, 1):
             table.add_row(str(rank), doc, f"{score:.4f}", f"{cosine:.4f}", titles.get(doc, "")[:70])
         emit(None, False, table)
-
-
-def load_reranker_cached(path: str):
-    from retriever.rerank import load_reranker
-
-    return load_reranker(path)
-
-
-def _doc_texts(manifest) -> dict[str, str]:
-    if manifest.data_source is None or not Path(manifest.data_source.path).is_dir():
-        raise typer.BadParameter("reranking needs the document texts: the index's dataset folder is gone")
-    dataset = load_dataset(manifest.data_source.path)
-    return dict(zip(dataset.doc_ids, dataset.doc_texts(dataset.doc_ids), strict=True))

@@ -11,13 +11,7 @@ from torch import Tensor, nn
 
 from training.losses.base import BatchLoss, KnownPositives, batch_scores
 from training.losses.cet import cet_weights
-
-
-def weighted_pair_loss(logits: Tensor, positive_column: Tensor, valid: Tensor, weights: Tensor) -> Tensor:
-    """Weighted mean of ``softplus(z_neg - z_pos)`` over the valid (query, negative) entries."""
-    rows = torch.arange(logits.size(0), device=logits.device)
-    pairs = nn.functional.softplus(logits - logits[rows, positive_column][:, None])
-    return (pairs * weights * valid).sum() / valid.sum().clamp(min=1)
+from training.losses.star import star_from_scores
 
 
 class CETStarLoss(BatchLoss):
@@ -57,18 +51,16 @@ class CETStarLoss(BatchLoss):
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
         features = list(sentence_features)
         scores, positive_column, excluded = self.scores(features, labels)
-        valid = ~excluded
-        r_logits = scores / self.temperature
         optimizer = self._selection_optimizer(scores.device)
         s_scores, _, _ = batch_scores(self.selection, features, labels, self.known, False)
-        s_logits = s_scores / self.temperature
+        tau, ratio = self.temperature, self.debias_ratio
         if self.model.training:
-            s_loss = weighted_pair_loss(s_logits, positive_column, valid, cet_weights(r_logits, self.debias_ratio))
-            s_loss.backward()
+            w_s = cet_weights(scores / tau, ratio)
+            star_from_scores(s_scores, positive_column, excluded, tau, w_s).backward()
             torch.nn.utils.clip_grad_norm_(self.selection.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad()
-        return weighted_pair_loss(r_logits, positive_column, valid, cet_weights(s_logits, self.debias_ratio))
+        return star_from_scores(scores, positive_column, excluded, tau, cet_weights(s_scores / tau, ratio))
 
     def save_selection(self, folder: Path) -> None:
         self.selection.save(str(folder))

@@ -10,12 +10,15 @@ from torch import Tensor, nn
 from training.losses.base import BatchLoss
 
 
-def star_from_scores(scores: Tensor, positive_column: Tensor, excluded: Tensor, temperature: float) -> Tensor:
+def star_from_scores(scores: Tensor, positive_column: Tensor, excluded: Tensor, temperature: float,
+                     weights: Tensor | None = None) -> Tensor:
     """Mean over valid (positive, negative) pairs of the two-way softmax cross-entropy
-    ``-log(e^{s+} / (e^{s+} + e^{s-})) = softplus((s- - s+) / tau)``."""
+    ``-log(e^{s+} / (e^{s+} + e^{s-})) = softplus((s- - s+) / tau)``, each pair times ``weights`` if given."""
     rows = torch.arange(scores.size(0), device=scores.device)
     positives = scores[rows, positive_column][:, None]
     pair_losses = nn.functional.softplus((scores - positives) / temperature)
+    if weights is not None:
+        pair_losses = pair_losses * weights
     valid = ~excluded
     return (pair_losses * valid).sum() / valid.sum().clamp(min=1)
 
