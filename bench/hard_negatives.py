@@ -43,11 +43,11 @@ def ensure_index(data, name: str, model: str):
 
 
 def evaluate_and_record(data, dataset: str, method: str, index, encoder, summary: dict, extra: dict,
-                        max_pairs: int | None = None) -> None:
+                        max_pairs: int | None = None, variant: str = "") -> None:
     report = evaluate_index(index, encoder, data, split="test", k=1000)
     metrics = report.metrics | {"train_seconds": summary["train_seconds"], "samples_per_s": summary["samples_per_s"],
                                 "steps": summary["steps"]} | extra
-    label = f"all-MiniLM-L6-v2+{method}" + (f" ({max_pairs} pairs)" if max_pairs else "")
+    label = f"all-MiniLM-L6-v2+{method}{variant}" + (f" ({max_pairs} pairs)" if max_pairs else "")
     record(dataset, "test", method, label, metrics, summary["train_seconds"])
 
 
@@ -59,6 +59,7 @@ def main(
     seed: int = typer.Option(42),
     only: list[str] = typer.Option([], help="Run only these methods (star, mw-star, adore, adore-star)."),
     max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
+    adore_normalize: str = typer.Option("none", help="ADORE weights: none (paper) | query (each query sums to 1)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
@@ -88,20 +89,25 @@ def main(
             "mining_seconds": mining_seconds, "mining_seconds_per_step": mining_seconds / summary["steps"],
             "corpus_encode_seconds": encode_seconds}, max_pairs)
 
+    variant = ("" if adore_normalize == "none" else f"-norm-{adore_normalize}") + (
+        "" if learning_rate == 2e-5 else f"-lr{learning_rate:g}")
+    settings = ", ".join(([f"norm={adore_normalize}"] if adore_normalize != "none" else [])
+                         + ([f"lr={learning_rate:g}"] if learning_rate != 2e-5 else []))
     for method, base in (("adore", f"{dataset}-zero-shot"), ("adore-star", f"{dataset}-star")):
         if only and method not in only:
             continue
-        target = INDEXES / f"{dataset}-{method}"
-        output = MODELS / f"{dataset}-{method}"
+        target = INDEXES / f"{dataset}-{method}{variant}"
+        output = MODELS / f"{dataset}-{method}{variant}"
         if not (output / "train_summary.json").is_file():
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(INDEXES / base, target)
-            train_adore(TrainConfig(method="adore", index=str(target), output=output, **common))
+            train_adore(TrainConfig(method="adore", index=str(target), output=output,
+                                    adore_normalize=adore_normalize, **common))
         summary = json.loads((output / "train_summary.json").read_text())
         index, _, encoder = open_index(target)
         evaluate_and_record(data, dataset, method, index, encoder, summary, {
             "retrieval_seconds_per_step": summary["retrieval_seconds_per_step"], "corpus_encode_seconds": 0.0},
-            max_pairs)
+            max_pairs, variant=f" ({settings})" if settings else "")
 
 
 if __name__ == "__main__":

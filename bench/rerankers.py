@@ -62,6 +62,7 @@ def main(
     max_groups: int | None = typer.Option(None),
     batch_size: int = typer.Option(8),
     learning_rate: float = typer.Option(2e-5),
+    head_learning_rate: float | None = typer.Option(None, help="Cross-encoder head lr (default: the trainer's)."),
     epochs: float = typer.Option(1.0),
     max_length: int = typer.Option(256),
     n_hard: int = typer.Option(3),
@@ -69,6 +70,7 @@ def main(
     rerank_depth: int = typer.Option(100),
     max_queries: int | None = typer.Option(None, help="Rerank only this many test queries (seeded)."),
     seed: int = typer.Option(42),
+    tag: str = typer.Option("", help="Suffix of the model folders and result labels (recipe variants)."),
     max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -81,17 +83,19 @@ def main(
         if objective == "none":
             trained[objective] = (RerankerConfig(arch=arch).start_model, {"train_seconds": 0.0})
             continue
-        output = MODELS / f"{dataset}-rerank-{short}-{objective}"
+        output = MODELS / f"{dataset}-rerank-{short}-{objective}{'-' + tag if tag else ''}"
         if not (output / "train_summary.json").is_file():
             train_reranker(RerankerConfig(
                 arch=arch, objective=objective, data=dataset, negatives_file=negatives, n_hard=n_hard, n_easy=n_easy,
                 max_groups=max_groups, batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
+                head_learning_rate=head_learning_rate,
                 max_length=max_length, seed=seed, output=output, resume=(output / "checkpoints").is_dir(),
                 early_stopping_patience=None, max_steps=max_steps))
         trained[objective] = (str(output), json.loads((output / "train_summary.json").read_text()))
         logs[f"{short} {objective}"] = output / "log.jsonl"
     if logs:
-        plot_gradient_weights(logs, ROOT / "docs" / f"rerank_gradient_weights_{dataset}_{short}.png")
+        suffix = f"_{tag}" if tag else ""
+        plot_gradient_weights(logs, ROOT / "docs" / f"rerank_gradient_weights_{dataset}_{short}{suffix}.png")
 
     qrels = data.qrels("test")
     qids = sorted(qrels)
@@ -112,7 +116,9 @@ def main(
                 "train_seconds": summary["train_seconds"], "max_length": max_length}
             if "steps" in summary:
                 metrics |= {"steps": summary["steps"], "train_groups": summary["groups"]}
-            record(dataset, "test", f"rerank-{short}-{objective}", f"{first_stage}>>{short}-{objective}", metrics,
+            label = f"{first_stage}>>{short}-{objective}" + (f" [{tag}]" if tag else "")
+            label += f" ({max_groups} groups)" if max_groups else ""
+            record(dataset, "test", f"rerank-{short}-{objective}", label, metrics,
                    report.seconds + summary["train_seconds"])
             logger.info("%s >> %s %s: %s", first_stage, short, objective, metrics)
 

@@ -8,7 +8,7 @@ import torch
 from retriever.data import load_beir
 from retriever.index import load_index
 from retriever.pipeline import build_index
-from training.adore import adore_loss, delta_mrr_weights, dynamic_candidates
+from training.adore import adore_loss, delta_mrr_weights, dynamic_candidates, normalize_per_query
 from training.config import TrainConfig
 from training.losses import star_from_scores
 from training.negatives import MiningParams, mine_hard_negatives, read_negatives
@@ -61,6 +61,17 @@ def test_delta_mrr_weights_hand_example() -> None:
     hand = (0.5 * math.log1p(math.exp(1)) + (1 / 6) * math.log1p(math.exp(-1))
             + 1.0 * math.log1p(math.exp(4)) + (1 / 3) * math.log1p(math.exp(2)))
     assert loss.item() == pytest.approx(hand, rel=1e-5)
+
+
+def test_per_query_normalisation_gives_each_query_weight_one() -> None:
+    many = torch.zeros(3, 3)
+    many[0, 1], many[0, 2], many[1, 2] = 3.0, 1.0, 4.0  # a query with many weighted pairs
+    one = torch.zeros(3, 3)
+    one[0, 1] = 0.5
+    none = torch.zeros(3, 3)  # no relevant candidate: stays zero, no NaN
+    w = normalize_per_query(torch.stack([many, one, none]))
+    torch.testing.assert_close(w.sum(dim=(1, 2)), torch.tensor([1.0, 1.0, 0.0]))
+    torch.testing.assert_close(w[0, 1, 2], torch.tensor(0.5))
 
 
 def test_dynamic_negatives_come_from_the_real_index(tiny_built, encoder) -> None:

@@ -210,3 +210,14 @@ def test_reranker_training_resume_and_cet(tiny_dir, tiny_model_dir, tmp_path):
     assert not torch.equal(selection[key], start[key.removeprefix("bert.")])  # the selection model trained too
     rows = [json.loads(line) for line in (tmp_path / "cet" / "log.jsonl").read_text().splitlines()]
     assert all("cet_weight_hard" in r for r in rows)
+
+
+def test_cross_encoder_head_gets_its_own_learning_rate(tiny_model_dir):
+    from training.rerank_models import CrossEncoderScorer, parameter_groups
+
+    scorer = CrossEncoderScorer(str(tiny_model_dir.parent / "hf"), max_length=32)
+    body, head = parameter_groups(scorer, 2e-5, 5e-4)
+    head_names = {n for n, p in scorer.model.named_parameters() if any(p is q for q in head["params"])}
+    assert head_names == {"classifier.weight", "classifier.bias"} and head["lr"] == 5e-4
+    assert body["lr"] == 2e-5
+    assert len(body["params"]) + len(head["params"]) == len(list(scorer.parameters()))

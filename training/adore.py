@@ -43,6 +43,12 @@ def delta_mrr_weights(ranks: Tensor, relevant: Tensor, valid: Tensor, cutoff: in
     return (delta * pairs).to(torch.float32)
 
 
+def normalize_per_query(weights: Tensor) -> Tensor:
+    """Scale each query's ``[i, j]`` weight matrix to sum to 1 (queries without a weighted pair stay 0)."""
+    totals = weights.sum(dim=(1, 2), keepdim=True)
+    return weights / totals.clamp(min=torch.finfo(weights.dtype).tiny)
+
+
 def adore_loss(scores: Tensor, weights: Tensor, temperature: float) -> Tensor:
     """``sum_{b,i,j} w_bij * log(1 + exp((s_bj - s_bi) / tau)) / B``."""
     margins = (scores[:, None, :] - scores[:, :, None]) / temperature  # [b, i, j] = s_j - s_i
@@ -119,6 +125,8 @@ def train_adore(config: TrainConfig) -> dict:
         retrieval_seconds += time.perf_counter() - tick
         scores = torch.einsum("bd,bmd->bm", q.float(), doc_matrix[cands.rows].to(q.device).float())
         weights = delta_mrr_weights(cands.ranks, cands.relevant, cands.valid, config.adore_top_k).to(q.device)
+        if config.adore_normalize == "query":
+            weights = normalize_per_query(weights)
         loss = adore_loss(scores, weights, config.tau)
         optimizer.zero_grad()
         loss.backward()

@@ -45,6 +45,9 @@ class TrainConfig(BaseModel):
     resume: bool = False
     index: str | None = Field(None, description="ADORE: index of the frozen document encoder")
     adore_top_k: int = Field(200, ge=1, description="ADORE: dynamic negatives retrieved per query")
+    adore_normalize: Literal["none", "query"] = Field(
+        "none", description="ADORE: none = the paper's sum over pairs; query = each query's ΔMRR weights scaled "
+        "to sum to 1, so queries with hundreds of positives do not dominate the batch")
     update_index: bool = Field(True, description="ADORE: write an index version naming the new query tower")
     soft_tokens: int = Field(16, ge=1, description="soft-tokens: K learnable vectors")
     soft_layers: int = Field(1, ge=1, description="soft-tokens: re-set at the input of the first n layers")

@@ -27,7 +27,7 @@ from training.loop import epoch_batches, total_steps
 from training.losses import CETPairLoss, ListwiseContrastiveLoss, PointwiseSFTLoss, cet_weights
 from training.rerank_config import RerankerConfig
 from training.rerank_data import EASY, HARD, POSITIVE, RerankGroups, build_groups
-from training.rerank_models import make_scorer
+from training.rerank_models import make_scorer, parameter_groups
 from training.rerank_plots import plot_gradient_weights
 
 logger = logging.getLogger(__name__)
@@ -126,10 +126,11 @@ def train_reranker(config: RerankerConfig) -> dict:
         selection = make_scorer(config.arch, sel_start, config.max_length).to(device).train()
 
     total = total_steps(len(groups), config)
-    optimizers: dict = {"model": torch.optim.AdamW(scorer.parameters(), lr=config.learning_rate)}
+    lrs = (config.learning_rate, config.head_learning_rate)
+    optimizers: dict = {"model": torch.optim.AdamW(parameter_groups(scorer, *lrs))}
     optimizers["model_schedule"] = _schedule(optimizers["model"], total, config.warmup_ratio)
     if selection is not None:
-        optimizers["selection"] = torch.optim.AdamW(selection.parameters(), lr=config.learning_rate)
+        optimizers["selection"] = torch.optim.AdamW(parameter_groups(selection, *lrs))
         optimizers["selection_schedule"] = _schedule(optimizers["selection"], total, config.warmup_ratio)
     state = {"step": 0, "best": -math.inf, "bad_evals": 0, "seconds": 0.0}
     if resume_from is not None:
