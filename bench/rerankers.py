@@ -88,7 +88,7 @@ def main(
             train_reranker(RerankerConfig(
                 arch=arch, objective=objective, data=dataset, negatives_file=negatives, n_hard=n_hard, n_easy=n_easy,
                 max_groups=max_groups, batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
-                head_learning_rate=head_learning_rate,
+                **({"head_learning_rate": head_learning_rate} if head_learning_rate else {}),
                 max_length=max_length, seed=seed, output=output, resume=(output / "checkpoints").is_dir(),
                 early_stopping_patience=None, max_steps=max_steps))
         trained[objective] = (str(output), json.loads((output / "train_summary.json").read_text()))

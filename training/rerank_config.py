@@ -23,9 +23,9 @@ class RerankerConfig(BaseModel):
     max_groups: int | None = Field(None, ge=1, description="subsample (query, positive) groups, seeded")
     batch_size: int = Field(8, ge=1, description="groups (queries) per step")
     learning_rate: float = Field(2e-5, gt=0)
-    head_learning_rate: float | None = Field(
-        None, gt=0, description="cross-encoder: lr of the new scoring head (default 1e-3; a freshly "
-        "initialised head learns too slowly at the encoder's lr)")
+    head_learning_rate: float = Field(
+        1e-3, gt=0, description="cross-encoder: lr of the new scoring head (a freshly initialised head learns "
+        "too slowly at the encoder's lr)")
     epochs: float = Field(1.0, gt=0)
     max_steps: int = -1
     warmup_ratio: float = Field(0.1, ge=0, lt=1)

@@ -114,20 +114,18 @@ class CausalLMScorer(nn.Module):
 
 
 HEAD_PREFIXES = ("classifier.", "score.")  # the new heads of Hugging Face's *ForSequenceClassification
-DEFAULT_HEAD_LR = 1e-3
 
 
-def parameter_groups(scorer: nn.Module, learning_rate: float, head_learning_rate: float | None) -> list[dict]:
+def parameter_groups(scorer: nn.Module, learning_rate: float, head_learning_rate: float) -> list[dict]:
     """AdamW groups: a cross-encoder's freshly initialised head gets its own (higher) learning rate; the
     pretrained body, and every parameter of a causal LM, the base rate."""
-    head_lr = head_learning_rate or DEFAULT_HEAD_LR
     named = list(scorer.model.named_parameters()) if isinstance(scorer, CrossEncoderScorer) else []
     head = [p for n, p in named if n.startswith(HEAD_PREFIXES)]
     head_ids = {id(p) for p in head}
     body = [p for p in scorer.parameters() if id(p) not in head_ids]
     groups = [{"params": body, "lr": learning_rate}]
     if head:
-        groups.append({"params": head, "lr": head_lr})
+        groups.append({"params": head, "lr": head_learning_rate})
     return groups
 
 
