@@ -51,7 +51,8 @@ def prepare(dataset: str, seed: int):
     return load_dataset(str(folder)), base, read_hidden_positives(folder)
 
 
-def selection_weights(kind: str, path, data, pairs: list[tuple[str, str]], tau: float, ratio: float) -> np.ndarray:
+def selection_weights(kind: str, path, data, pairs: list[tuple[str, str]], tau: float, ratio: float,
+                      max_length: int = 256) -> np.ndarray:
     """CET's w_R = 1 / (1 - sigma(S(q, d) / T)) from the trained selection model, for (query, negative) pairs."""
     queries = [data.queries[q] for q, _ in pairs]
     docs = data.doc_texts([d for _, d in pairs])
@@ -61,7 +62,7 @@ def selection_weights(kind: str, path, data, pairs: list[tuple[str, str]], tau: 
         d = model.encode(docs, batch_size=128, convert_to_tensor=True, normalize_embeddings=True)
         logits = (q * d).sum(-1) / tau
     else:
-        scorer = CrossEncoderScorer(str(path)).to("cuda" if torch.cuda.is_available() else "cpu").eval()
+        scorer = CrossEncoderScorer(str(path), max_length).to("cuda" if torch.cuda.is_available() else "cpu").eval()
         logits = torch.from_numpy(score_batches(scorer, queries, docs, 128))
     return cet_weights(logits.float().cpu(), ratio).numpy()
 
@@ -94,6 +95,9 @@ def main(
     learning_rate: float = typer.Option(2e-5),
     debias_ratio: float = typer.Option(2.0),
     rerank_depth: int = typer.Option(100),
+    max_queries: int | None = typer.Option(None, help="Reranker: rerank only this many test queries (seeded)."),
+    rerank_max_length: int = typer.Option(256, help="Reranker: tokens per (query, document) pair."),
+    tag: str = typer.Option("", help="Suffix of the reranker folders and labels (recipe variants)."),
     weight_queries: int = typer.Option(300, help="Train queries whose top-30 negatives are scored for the PNG."),
     seed: int = typer.Option(42),
     max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
@@ -145,15 +149,19 @@ def main(
                    summary["train_seconds"] + time.perf_counter() - start)
 
     if "rerank" in parts:
-        test = data.qrels("test")
-        run = retrieve(index, encoder, {q: data.queries[q] for q in test}, k=rerank_depth)
+        qids = sorted(data.qrels("test"))
+        if max_queries and len(qids) > max_queries:
+            qids = sorted(np.random.default_rng(seed).choice(qids, max_queries, replace=False).tolist())
+        run = retrieve(index, encoder, {q: data.queries[q] for q in qids}, k=rerank_depth)
         for method, debias in (("rerank-ce-plain", "none"), ("rerank-ce-cet", "cet")):
-            output = MODELS / (f"{dataset}-{method}" + ("" if debias == "none" else f"-T{debias_ratio:g}"))
+            output = MODELS / (f"{dataset}-{method}" + ("" if debias == "none" else f"-T{debias_ratio:g}")
+                               + (f"-{tag}" if tag else ""))
             if not (output / "train_summary.json").is_file():
                 train_reranker(RerankerConfig(
                     objective="pair", debias=debias, debias_ratio=debias_ratio, data=str(data.path),
                     negatives_file=negatives_path, n_hard=7, n_easy=0, hard_pool=HARD_POOL, max_groups=max_groups,
-                    batch_size=rerank_batch_size, learning_rate=learning_rate, seed=seed, output=output,
+                    batch_size=rerank_batch_size, learning_rate=learning_rate, max_length=rerank_max_length,
+                    seed=seed, output=output,
                     resume=(output / "checkpoints").is_dir(), early_stopping_patience=None, max_steps=max_steps))
             summary = json.loads((output / "train_summary.json").read_text())
             report = rerank_evaluation(data, "test", run, str(output), rerank_depth)
@@ -161,15 +169,18 @@ def main(
                                               "n_queries": len(run), "train_seconds": summary["train_seconds"],
                                               "max_groups": max_groups or 0, "steps": summary["steps"]}
             if debias == "cet":
-                weights = selection_weights("ce", output / "selection", data, pairs, 1.0, debias_ratio)
+                weights = selection_weights("ce", output / "selection", data, pairs, 1.0, debias_ratio,
+                                            rerank_max_length)
                 curves["cross-encoder (pairwise + CET)"] = (weights, is_hidden)
                 metrics |= _weight_metrics(weights, is_hidden)
             label = f"{base}-zero-shot>>ce-pair" + (f"+cet(T={debias_ratio:g})" if debias == "cet" else "")
+            label += f" [{tag}]" if tag else ""
             label += f" ({max_groups} groups)" if max_groups else ""
             record(dataset, "test", method, label, metrics,
                    report.seconds + summary["train_seconds"])
     if curves:
         suffix = "" if set(parts) == {"bi", "rerank"} else "_" + "-".join(parts)
+        suffix += f"_{tag}" if tag and "rerank" in parts else ""
         plot_weights(curves, ROOT / "docs" / f"cet_weights_{dataset}_T{debias_ratio:g}{suffix}.png",
                      f"{dataset}: CET weights, top-{HARD_POOL} mined negatives of {len(weight_qids)} train queries")
 

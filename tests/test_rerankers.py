@@ -198,6 +198,7 @@ def test_reranker_training_resume_and_cet(tiny_dir, tiny_model_dir, tmp_path):
     steps = [json.loads(line)["step"] for line in (tmp_path / "cl" / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
     reranker = load_reranker(str(tmp_path / "cl"))
+    assert reranker.model.max_length == 32  # scored at the length it was trained with
     assert reranker.score_pairs(["a query"], ["a document"]).shape == (1,)
     assert (tmp_path / "cl" / "gradient_weights.png").is_file()
 

@@ -10,13 +10,17 @@ from retriever.rerank.base import length_sorted_batches
 
 
 class CrossEncoderReranker:
-    """Scores pairs with a ``CrossEncoder`` folder: batched by length, truncated to the model's limit,
-    bf16 on CUDA. Scores are the model's raw logits (a sigmoid gives probabilities for BCE-trained heads)."""
+    """Scores pairs with a ``CrossEncoder`` folder: batched by length, truncated to ``max_length`` (default:
+    the length ``retriever train-reranker`` trained it with, else the model's limit), bf16 on CUDA. Scores are
+    the model's raw logits (a sigmoid gives probabilities for BCE-trained heads)."""
 
     def __init__(self, path: str, batch_size: int = 64, max_length: int | None = None,
                  device: str | None = None) -> None:
         from sentence_transformers import CrossEncoder
 
+        from retriever.rerank.causal_lm import read_settings
+
+        max_length = max_length or read_settings(path).get("max_length")  # the length it was trained with
         try:
             kwargs = {"max_length": max_length} if max_length else {}
             self.model = CrossEncoder(path, device=device, activation_fn=torch.nn.Identity(), **kwargs)
