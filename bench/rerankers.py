@@ -92,7 +92,10 @@ def main(
                 max_length=max_length, seed=seed, output=output, resume=(output / "checkpoints").is_dir(),
                 early_stopping_patience=None, max_steps=max_steps))
         trained[objective] = (str(output), json.loads((output / "train_summary.json").read_text()))
-        logs[f"{short} {objective}"] = output / "log.jsonl"
+    for objective in ("sft", "cl"):  # one plot per recipe, with the other objective's run when it exists
+        log = MODELS / f"{dataset}-rerank-{short}-{objective}{'-' + tag if tag else ''}" / "log.jsonl"
+        if log.is_file() and any(o != "none" for o in objectives):
+            logs[f"{short} {objective}"] = log
     if logs:
         suffix = f"_{tag}" if tag else ""
         plot_gradient_weights(logs, ROOT / "docs" / f"rerank_gradient_weights_{dataset}_{short}{suffix}.png")
@@ -117,7 +120,7 @@ def main(
             if "steps" in summary:
                 metrics |= {"steps": summary["steps"], "train_groups": summary["groups"]}
             label = f"{first_stage}>>{short}-{objective}" + (f" [{tag}]" if tag else "")
-            label += f" ({max_groups} groups)" if max_groups else ""
+            label += f" ({max_groups} groups)" if max_groups and objective != "none" else ""
             record(dataset, "test", f"rerank-{short}-{objective}", label, metrics,
                    report.seconds + summary["train_seconds"])
             logger.info("%s >> %s %s: %s", first_stage, short, objective, metrics)
