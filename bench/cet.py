@@ -92,6 +92,7 @@ def main(
     parts: list[str] = typer.Option(["bi", "rerank"], "--part"),
     batch_size: int = typer.Option(32),
     rerank_batch_size: int = typer.Option(8),
+    rerank_epochs: float = typer.Option(1.0, help="Reranker: passes over the training groups."),
     learning_rate: float = typer.Option(2e-5),
     debias_ratio: float = typer.Option(2.0),
     rerank_depth: int = typer.Option(100),
@@ -161,7 +162,7 @@ def main(
                     objective="pair", debias=debias, debias_ratio=debias_ratio, data=str(data.path),
                     negatives_file=negatives_path, n_hard=7, n_easy=0, hard_pool=HARD_POOL, max_groups=max_groups,
                     batch_size=rerank_batch_size, learning_rate=learning_rate, max_length=rerank_max_length,
-                    seed=seed, output=output,
+                    epochs=rerank_epochs, seed=seed, output=output,
                     resume=(output / "checkpoints").is_dir(), early_stopping_patience=None, max_steps=max_steps))
             summary = json.loads((output / "train_summary.json").read_text())
             report = rerank_evaluation(data, "test", run, str(output), rerank_depth)
