@@ -3,7 +3,6 @@ yes/no log-probabilities out, with autograd."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +11,9 @@ from torch import Tensor, nn
 
 from retriever.atomic import atomic_write_json
 from retriever.errors import ModelError
+from retriever.rerank.base import RERANKER_FILE, read_settings
 from retriever.rerank.causal_lm import (
     PROMPT_TEMPLATE,
-    RERANKER_FILE,
     YesNoPrompter,
     answer_logits,
     answer_token_ids,
@@ -79,7 +78,6 @@ class CausalLMScorer(nn.Module):
         super().__init__()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from retriever.rerank.causal_lm import read_settings
         from retriever.rerank.lm_weights import resolve_causal_lm
 
         settings = read_settings(name_or_path)
@@ -136,5 +134,4 @@ def make_scorer(arch: str, name_or_path: str, max_length: int) -> CrossEncoderSc
 
 
 def saved_arch(folder: Path) -> str | None:
-    file = Path(folder) / RERANKER_FILE
-    return json.loads(file.read_text()).get("arch") if file.is_file() else None
+    return read_settings(folder).get("arch")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 Run = dict[str, dict[str, float]]
+RERANKER_FILE = "reranker.json"
+
+
+def read_settings(path: str | Path) -> dict:
+    """What ``retriever train-reranker`` saved beside a reranker (``reranker.json``): its arch and
+    max_length, and a causal LM's prompt and answers; ``{}`` for folders it did not write."""
+    file = Path(path) / RERANKER_FILE
+    return json.loads(file.read_text()) if file.is_file() else {}
 
 
 class Reranker(Protocol):

@@ -8,19 +8,16 @@ Llama); the answer words must each be one token of its tokenizer, which :func:`a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from retriever.errors import ModelError
-from retriever.rerank.base import length_sorted_batches
+from retriever.rerank.base import length_sorted_batches, read_settings
 
 PROMPT_TEMPLATE = "Query: {query}\nDocument: {document}\nIs the document relevant to the query? Answer yes or no."
-RERANKER_FILE = "reranker.json"
 _Q, _D = "\x00QUERY\x00", "\x00DOCUMENT\x00"
 
 
@@ -132,9 +129,3 @@ class CausalLMReranker:
             logits = answer_logits(self.model, ids, mask, positions)
             scores[rows] = torch.sigmoid(yes_no_scores(logits, self.yes_id, self.no_id)).cpu().numpy()
         return scores
-
-
-def read_settings(path: str) -> dict:
-    """The prompt, answers and length a trained causal-LM reranker was saved with (``reranker.json``)."""
-    file = Path(path) / RERANKER_FILE
-    return json.loads(file.read_text()) if file.is_file() else {}

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from retriever.errors import ModelError
-from retriever.rerank.base import length_sorted_batches
+from retriever.rerank.base import length_sorted_batches, read_settings
 
 
 class CrossEncoderReranker:
@@ -17,8 +17,6 @@ class CrossEncoderReranker:
     def __init__(self, path: str, batch_size: int = 64, max_length: int | None = None,
                  device: str | None = None) -> None:
         from sentence_transformers import CrossEncoder
-
-        from retriever.rerank.causal_lm import read_settings
 
         max_length = max_length or read_settings(path).get("max_length")  # the length it was trained with
         try:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from retriever.errors import ModelError
-from retriever.rerank.causal_lm import RERANKER_FILE
+from retriever.rerank.base import read_settings
 from retriever.rerank.lm_weights import SMOLLM2_ALIASES
 
 
@@ -16,9 +16,9 @@ def reranker_arch(path: str) -> str:
     if path.lower() in SMOLLM2_ALIASES:
         return "causal-lm"
     folder = Path(path)
-    settings = folder / RERANKER_FILE
-    if settings.is_file():
-        return json.loads(settings.read_text()).get("arch", "cross-encoder")
+    settings = read_settings(folder)
+    if settings:
+        return settings.get("arch", "cross-encoder")
     config = folder / "config.json"
     if config.is_file():
         architectures = json.loads(config.read_text()).get("architectures") or []
