@@ -21,6 +21,7 @@ import torch
 import typer
 
 from bench.hard_negatives import MODELS, ensure_index
+from bench.rerankers import sample_test_queries
 from bench.results import ROOT, record
 from retriever.data import load_dataset
 from retriever.data.derive import false_negative_rate, hide_positives, read_hidden_positives
@@ -150,9 +151,7 @@ def main(
                    summary["train_seconds"] + time.perf_counter() - start)
 
     if "rerank" in parts:
-        qids = sorted(data.qrels("test"))
-        if max_queries and len(qids) > max_queries:
-            qids = sorted(np.random.default_rng(seed).choice(qids, max_queries, replace=False).tolist())
+        qids = sample_test_queries(data, max_queries, seed)
         run = retrieve(index, encoder, {q: data.queries[q] for q in qids}, k=rerank_depth)
         for method, debias in (("rerank-ce-plain", "none"), ("rerank-ce-cet", "cet")):
             output = MODELS / (f"{dataset}-{method}" + ("" if debias == "none" else f"-T{debias_ratio:g}")

@@ -89,10 +89,10 @@ def main(
             "mining_seconds": mining_seconds, "mining_seconds_per_step": mining_seconds / summary["steps"],
             "corpus_encode_seconds": encode_seconds}, max_pairs)
 
-    variant = ("" if adore_normalize == "none" else f"-norm-{adore_normalize}") + (
-        "" if learning_rate == 2e-5 else f"-lr{learning_rate:g}")
-    settings = ", ".join(([f"norm={adore_normalize}"] if adore_normalize != "none" else [])
-                         + ([f"lr={learning_rate:g}"] if learning_rate != 2e-5 else []))
+    changed = ([(f"-norm-{adore_normalize}", f"norm={adore_normalize}")] if adore_normalize != "none" else []) + (
+        [(f"-lr{learning_rate:g}", f"lr={learning_rate:g}")] if learning_rate != 2e-5 else [])
+    variant = "".join(folder for folder, _ in changed)  # model/index folder suffix
+    settings = ", ".join(label for _, label in changed)
     for method, base in (("adore", f"{dataset}-zero-shot"), ("adore-star", f"{dataset}-star")):
         if only and method not in only:
             continue

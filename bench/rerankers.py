@@ -42,6 +42,19 @@ def ensure_negatives(data, dataset: str, seed: int = 42):
     return path
 
 
+def reranker_folder(dataset: str, short: str, objective: str, tag: str = ""):
+    return MODELS / f"{dataset}-rerank-{short}-{objective}{'-' + tag if tag else ''}"
+
+
+def sample_test_queries(data, max_queries: int | None, seed: int) -> list[str]:
+    """The test queries that rerank benches score: all, or a seeded ``max_queries`` of them (the same
+    sample in every bench, so their rows compare on the same queries)."""
+    qids = sorted(data.qrels("test"))
+    if max_queries and len(qids) > max_queries:
+        qids = sorted(np.random.default_rng(seed).choice(qids, max_queries, replace=False).tolist())
+    return qids
+
+
 def best_trained_index(dataset: str) -> str:
     """The trained retriever of ``dataset`` with the best test nDCG@10 in the results file whose index is here."""
     from bench.results import hardware, load
@@ -83,7 +96,7 @@ def main(
         if objective == "none":
             trained[objective] = (RerankerConfig(arch=arch).start_model, {"train_seconds": 0.0})
             continue
-        output = MODELS / f"{dataset}-rerank-{short}-{objective}{'-' + tag if tag else ''}"
+        output = reranker_folder(dataset, short, objective, tag)
         if not (output / "train_summary.json").is_file():
             train_reranker(RerankerConfig(
                 arch=arch, objective=objective, data=dataset, negatives_file=negatives, n_hard=n_hard, n_easy=n_easy,
@@ -93,7 +106,7 @@ def main(
                 early_stopping_patience=None, max_steps=max_steps))
         trained[objective] = (str(output), json.loads((output / "train_summary.json").read_text()))
     for objective in ("sft", "cl"):  # one plot per recipe, with the other objective's run when it exists
-        log = MODELS / f"{dataset}-rerank-{short}-{objective}{'-' + tag if tag else ''}" / "log.jsonl"
+        log = reranker_folder(dataset, short, objective, tag) / "log.jsonl"
         if log.is_file() and any(o != "none" for o in objectives):
             logs[f"{short} {objective}"] = log
     if logs:
@@ -101,9 +114,7 @@ def main(
         plot_gradient_weights(logs, ROOT / "docs" / f"rerank_gradient_weights_{dataset}_{short}{suffix}.png")
 
     qrels = data.qrels("test")
-    qids = sorted(qrels)
-    if max_queries and len(qids) > max_queries:
-        qids = sorted(np.random.default_rng(seed).choice(qids, max_queries, replace=False).tolist())
+    qids = sample_test_queries(data, max_queries, seed)
     for first_stage in first_stages or [f"{dataset}-zero-shot"]:
         if first_stage == "best":
             first_stage = best_trained_index(dataset)
