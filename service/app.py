@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-import uuid
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.middleware.base import BaseHTTPMiddleware
 
 from retriever.errors import IndexMismatchError, IndexNotFoundError, RetrieverError
 from service.deps import require_api_key
 from service.logs import configure_logging, request_id
 from service.metrics import ServiceMetrics
+from service.middleware import RequestContext
+from service.openapi import error_responses, install_openapi
 from service.routes import documents, embed, ops, rerank, search
 from service.runtime import Runtime
 from service.settings import Settings
@@ -24,38 +23,22 @@ from service.settings import Settings
 logger = logging.getLogger("service")
 
 
-def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"detail": message, "request_id": request_id.get()}, status_code=status, headers=headers)
+def _error(status: int, message: str, path: str = "", headers: dict | None = None,
+           errors: list[dict] | None = None) -> JSONResponse:
+    """The one place that builds an error body: ``{"detail", "request_id"}`` (+ ``errors`` for a 422)."""
+    body = {"detail": message, "request_id": request_id.get()}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
-class RequestContext(BaseHTTPMiddleware):
-    """Request id, body-size limit, metrics and one JSON log line per request."""
-
-    async def dispatch(self, request: Request, call_next):
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        token = request_id.set(rid)
-        runtime: Runtime = request.app.state.runtime
-        route = request.url.path
-        start = time.perf_counter()
-        try:
-            limit = runtime.settings.max_body_bytes
-            length = request.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > limit:
-                response = _error(413, f"request body is {length} bytes, over the limit of {limit} "
-                                       "(RETRIEVER_MAX_BODY_BYTES)")
-            else:
-                response = await call_next(request)
-        finally:
-            request_id.reset(token)
-        matched = request.scope.get("route")
-        route = getattr(matched, "path", route) if matched else "unmatched"
-        seconds = time.perf_counter() - start
-        runtime.metrics.requests.labels(route, request.method, str(response.status_code)).inc()
-        runtime.metrics.latency.labels(route).observe(seconds)
-        response.headers["x-request-id"] = rid
-        logger.info("%s %s -> %d", request.method, route, response.status_code,
-                    extra={"route": route, "status": response.status_code, "ms": round(seconds * 1000, 2)})
-        return response
+def validation_message(exc: RequestValidationError) -> str:
+    """One sentence for the first error: ``top_k: Input should be a valid integer``."""
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if first.get("type") == "json_invalid":
+        return f"{first['msg']} ({first.get('ctx', {}).get('error', 'malformed JSON')}, character {'.'.join(loc)})"
+    return f"{'.'.join(loc)}: {first['msg']}" if loc else str(first["msg"])
 
 
 def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
@@ -74,43 +57,37 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
                   description="Dense search with calibrated relevance filtering, rerank, embeddings and "
                               "document upserts over FAISS indexes built by the `retriever` CLI.")
     app.state.runtime = runtime
-    app.add_middleware(RequestContext)
+    public = frozenset(route.path for route in ops.probes.routes) | {
+        p for p in (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p}
+    app.add_middleware(RequestContext, runtime=runtime, error=_error, public=public)
 
     @app.exception_handler(IndexNotFoundError)
     async def _not_found(request: Request, exc: IndexNotFoundError):
-        return _error(404, str(exc))
+        return _error(404, str(exc), request.url.path)
 
     @app.exception_handler(IndexMismatchError)
     async def _mismatch(request: Request, exc: IndexMismatchError):
-        return _error(409, str(exc))
+        return _error(409, str(exc), request.url.path)
 
     @app.exception_handler(RetrieverError)
     async def _bad_request(request: Request, exc: RetrieverError):
-        return _error(503 if "still loading" in str(exc) else 422, str(exc))
+        return _error(503 if "still loading" in str(exc) else 422, str(exc), request.url.path)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException):
-        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        return _error(exc.status_code, str(exc.detail), request.url.path, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        message = f"{where}: {first['msg']}" if where else first["msg"]
-        return JSONResponse({"detail": message, "errors": jsonable_errors(exc), "request_id": request_id.get()},
-                            status_code=422)
+        return _error(422, validation_message(exc), request.url.path, errors=jsonable_errors(exc))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        logger.exception("unhandled error")
-        return _error(500, f"internal error ({type(exc).__name__}); see the server log for request "
-                           f"{request_id.get()}")
-
-    guarded = [Depends(require_api_key)]
+    guarded = [Depends(require_api_key)] if settings.api_key else []  # OpenAPI declares Bearer only when set
+    responses = error_responses(bool(settings.api_key))
     app.include_router(ops.probes)
-    app.include_router(ops.router)
+    app.include_router(ops.router, dependencies=guarded, responses=responses)
     for module in (search, rerank, embed, documents):
-        app.include_router(module.router, dependencies=guarded)
+        app.include_router(module.router, dependencies=guarded, responses=responses)
+    install_openapi(app, settings)
     return app
 
 

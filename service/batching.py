@@ -3,6 +3,9 @@
 Requests queue up while the model is busy; the worker takes everything queued (up to ``max_size``
 items, waiting at most ``wait_ms`` for more), runs one call in the model executor, and hands each
 request its slice of the results. Model calls never run on the event loop.
+
+A failed call belongs to the request that caused it: when a merged call raises, each request of the
+batch is run again on its own, so a bad input fails only its own request.
 """
 
 from __future__ import annotations
@@ -61,16 +64,32 @@ class MicroBatcher:
                 self.batch_sizes.labels(self.name).observe(len(flat))
             try:
                 results = await loop.run_in_executor(self.executor, self.fn, flat)
-            except Exception as exc:  # every waiting request gets the error, the worker lives on
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+            except Exception as exc:  # the worker lives on; the failure goes to whom it belongs
+                await self._isolate(batch, exc)
                 continue
             start = 0
             for items, future in batch:
                 if not future.done():
                     future.set_result(list(results[start:start + len(items)]))
                 start += len(items)
+
+    async def _isolate(self, batch: list[tuple[list[Any], asyncio.Future]], exc: Exception) -> None:
+        """Run each request of a failed batch alone: only those that fail alone get an error."""
+        if len(batch) == 1:
+            items, future = batch[0]
+            if not future.done():
+                future.set_exception(exc)
+            return
+        loop = asyncio.get_running_loop()
+        for items, future in batch:
+            if future.done():
+                continue
+            try:
+                results = await loop.run_in_executor(self.executor, self.fn, items)
+            except Exception as own:
+                future.set_exception(own)
+            else:
+                future.set_result(list(results))
 
     async def close(self) -> None:
         if self._worker is not None:

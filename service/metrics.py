@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -20,3 +21,8 @@ class ServiceMetrics:
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=self.registry)
         self.index_size = Gauge("retriever_index_documents", "Documents in an index", ["index"],
                                 registry=self.registry)
+
+
+def method_label(method: str) -> str:
+    """A bounded label: any method a client invents counts as ``other``."""
+    return method if method in HTTP_METHODS else "other"

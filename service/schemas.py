@@ -1,34 +1,70 @@
-"""Request and response models (the OpenAPI schema)."""
+"""Request and response models (the OpenAPI schema).
+
+Request models derive from :class:`StrictModel` (unknown fields are refused, ints and bools are not coerced)
+and type their texts with :data:`CleanText` (no lone surrogates, which cannot be encoded as UTF-8).
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
 
-
-class MinRelevance(BaseModel):
-    min_relevance: float = Field(..., ge=0.0, le=1.0)
+from retriever.limits import NOT_BLANK, is_blank
 
 
-class SearchRequest(BaseModel):
-    query: str | None = Field(None, description="One query; or use `queries`")
-    queries: list[str] | None = Field(None, description="A batch of queries")
-    index: str | None = Field(None, description="Index name (default: the first served)")
-    top_k: int = Field(10, ge=1)
+def _encodable(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"text holds a lone surrogate (\\u{ord(exc.object[exc.start]):04x}) at character "
+                         f"{exc.start}: it is not valid Unicode") from None
+    return text
+
+
+def _not_blank(text: str) -> str:
+    if is_blank(text):
+        raise ValueError("must not be empty or blank")
+    return text
+
+
+CleanText = Annotated[str, AfterValidator(_encodable)]
+"""A string that encodes as UTF-8: a lone surrogate (``"\\ud800"``) is a 422 at the edge."""
+QueryText = Annotated[CleanText, AfterValidator(_not_blank),
+                      Field(min_length=1, json_schema_extra={"pattern": NOT_BLANK})]
+"""A non-blank :data:`CleanText`; the schema's pattern says what the validator checks."""
+StrictInt = Annotated[int, Strict()]
+StrictBool = Annotated[bool, Strict()]
+StrictFloat = Annotated[float, Strict()]  # still takes a JSON integer, never a bool or a string
+
+
+class StrictModel(BaseModel):
+    """Base of request models: ``{"topk": 1}`` or ``{"top_k": true}`` is a 422, not silently something else."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class MinRelevance(StrictModel):
+    min_relevance: StrictFloat = Field(..., ge=0.0, le=1.0)
+
+
+class SearchRequest(StrictModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": [{"required": ["query"]}, {"required": ["queries"]}]})
+
+    query: QueryText = Field(None, description="One query; or use `queries`")
+    queries: list[QueryText] = Field(None, min_length=1, description="A batch of queries")
+    index: CleanText | None = Field(None, description="Index name (default: the first served)")
+    top_k: StrictInt = Field(10, ge=1)
     filter: Literal["calibrated", "none"] | MinRelevance = "calibrated"
-    rerank: bool = False
-    rerank_depth: int = Field(20, ge=1)
-    return_text: bool = True
+    rerank: StrictBool = False
+    rerank_depth: StrictInt = Field(20, ge=1)
+    return_text: StrictBool = True
 
     @model_validator(mode="after")
     def _one_of(self) -> SearchRequest:
         if (self.query is None) == (self.queries is None):
             raise ValueError("give exactly one of 'query' or 'queries'")
-        if self.queries is not None and not self.queries:
-            raise ValueError("'queries' must not be empty")
-        if any(not q.strip() for q in self.texts):
-            raise ValueError("queries must not be empty or blank")
         return self
 
     @property
@@ -106,15 +142,21 @@ class OpenAIEmbeddingResponse(BaseModel):
     usage: dict[str, int]
 
 
-class Document(BaseModel):
-    id: str = Field(..., min_length=1, max_length=512)
-    title: str = ""
-    text: str = Field(..., min_length=1)
+class Document(StrictModel):
+    id: CleanText = Field(..., min_length=1, max_length=512, description="May contain '/'")
+    title: CleanText = ""
+    text: CleanText = Field(..., min_length=1)
 
 
-class UpsertRequest(BaseModel):
+class DocumentOut(BaseModel):
+    id: str
+    title: str
+    text: str
+
+
+class UpsertRequest(StrictModel):
     documents: list[Document] = Field(..., min_length=1)
-    index: str | None = None
+    index: CleanText | None = None
 
 
 class UpsertResponse(BaseModel):
@@ -123,9 +165,26 @@ class UpsertResponse(BaseModel):
     count: int
 
 
-class ReloadRequest(BaseModel):
-    index: str | None = None
+class DeleteResponse(BaseModel):
+    index: str
+    deleted: str
+    count: int
+
+
+class ReloadRequest(StrictModel):
+    index: CleanText | None = None
 
 
 class ErrorResponse(BaseModel):
-    detail: str
+    detail: str = Field(..., description="What went wrong, in one sentence")
+    request_id: str = Field(..., description="The x-request-id of the request, for the server log")
+
+
+class FieldError(BaseModel):
+    loc: list[str]
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(ErrorResponse):
+    errors: list[FieldError] = Field(..., description="Every field that failed validation")

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from retriever import limits
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RETRIEVER_", env_file=".env", extra="ignore")
@@ -17,13 +19,18 @@ class Settings(BaseSettings):
     reranker: str | None = Field(None, description="Reranker folder (cross-encoder or causal LM)")
     api_key: str | None = Field(None, description="Bearer key required on every route but the health probes")
     use_gpu: bool = True
+    fallback_to_previous: bool = Field(False, description="Serve the previous saved version of an index whose "
+                                                          "current version is damaged (logged at ERROR)")
 
-    max_query_chars: int = 2048
-    max_batch: int = 64
-    max_top_k: int = 1000
-    max_rerank_documents: int = 1000
-    max_document_chars: int = 20000
+    max_query_chars: int = limits.MAX_QUERY_CHARS
+    max_batch: int = limits.MAX_BATCH
+    max_top_k: int = limits.MAX_TOP_K
+    max_total_hits: int = Field(limits.MAX_TOTAL_HITS, description="Queries x top_k in one search request")
+    max_rerank_documents: int = limits.MAX_RERANK_DOCUMENTS
+    max_document_chars: int = limits.MAX_DOCUMENT_CHARS
     max_body_bytes: int = 10 * 1024 * 1024
+    body_timeout_s: float = Field(30.0, description="Longest wait for the next chunk of a request body (408)")
+    keep_alive_s: int = Field(5, description="uvicorn: close an idle keep-alive connection after this")
 
     batch_max_size: int = 64
     batch_wait_ms: float = 2.0

@@ -24,7 +24,9 @@ def default_cache_dir() -> Path:
 
 
 def text_keys(texts: list[str]) -> list[bytes]:
-    return [hashlib.sha1(t.encode("utf-8")).digest() for t in texts]
+    """sha1 of each text's UTF-8; a lone surrogate (not encodable) hashes as its code point (surrogatepass),
+    so hashing never raises and valid texts keep the keys they always had."""
+    return [hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest() for t in texts]
 
 
 class _Table:

@@ -4,9 +4,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from service.deps import get_runtime, too_large
 from service.runtime import Runtime, Timer
-from service.schemas import Document, UpsertRequest, UpsertResponse
+from service.schemas import DeleteResponse, DocumentOut, UpsertRequest, UpsertResponse
 
 router = APIRouter(tags=["documents"])
+# ``:path``: an id may contain "/" (a client sends it as is or as %2F); the schema still names it {doc_id}.
+DOCUMENT_PATH = "/documents/{doc_id:path}"
 
 
 @router.post("/documents", response_model=UpsertResponse)
@@ -38,20 +40,20 @@ async def upsert_documents(request: UpsertRequest, runtime: Runtime = Depends(ge
     return UpsertResponse(index=live.name, upserted=len(docs), count=count)
 
 
-@router.get("/documents/{doc_id}", response_model=Document)
+@router.get(DOCUMENT_PATH, response_model=DocumentOut)
 async def get_document(doc_id: str, index: str | None = Query(None),
-                       runtime: Runtime = Depends(get_runtime)) -> Document:
+                       runtime: Runtime = Depends(get_runtime)) -> DocumentOut:
     live = runtime.get(index)
     found = await runtime.in_index_thread(live.texts, [doc_id])
     if doc_id not in found:
         raise HTTPException(404, f"no document '{doc_id}' in index '{live.name}'")
     title, text = found[doc_id]
-    return Document(id=doc_id, title=title, text=text)
+    return DocumentOut(id=doc_id, title=title, text=text)
 
 
-@router.delete("/documents/{doc_id}")
+@router.delete(DOCUMENT_PATH, response_model=DeleteResponse)
 async def delete_document(doc_id: str, index: str | None = Query(None),
-                          runtime: Runtime = Depends(get_runtime)) -> dict:
+                          runtime: Runtime = Depends(get_runtime)) -> DeleteResponse:
     live = runtime.get(index)
 
     def remove() -> tuple[int, int]:
@@ -66,4 +68,4 @@ async def delete_document(doc_id: str, index: str | None = Query(None),
     if not deleted:
         raise HTTPException(404, f"no document '{doc_id}' in index '{live.name}'")
     runtime.metrics.index_size.labels(live.name).set(count)
-    return {"index": live.name, "deleted": doc_id, "count": count}
+    return DeleteResponse(index=live.name, deleted=doc_id, count=count)

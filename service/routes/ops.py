@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.deps import get_runtime, require_api_key
+from service.deps import get_runtime
 from service.runtime import Runtime
 from service.schemas import ReloadRequest
 
@@ -18,7 +18,8 @@ async def health() -> dict:
     return {"status": "ok"}
 
 
-@probes.get("/ready")
+@probes.get("/ready", responses={503: {"description": "Still loading",
+                                     "content": {"application/json": {"example": {"status": "loading"}}}}})
 async def ready(runtime: Runtime = Depends(get_runtime)):
     """Readiness: every index and model is loaded."""
     if not runtime.ready:
@@ -26,12 +27,15 @@ async def ready(runtime: Runtime = Depends(get_runtime)):
     return {"status": "ready", "indexes": list(runtime.indexes)}
 
 
-@router.get("/metrics", dependencies=[Depends(require_api_key)])
+@router.get("/metrics", response_class=PlainTextResponse,
+            responses={200: {"description": "Prometheus text exposition format",
+                             "content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def metrics(runtime: Runtime = Depends(get_runtime)) -> Response:
+    """Prometheus metrics (``text/plain; version=...``)."""
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/info", dependencies=[Depends(require_api_key)])
+@router.get("/info")
 async def info(runtime: Runtime = Depends(get_runtime)) -> dict:
     """Models, index manifests, adapters and the reranker."""
     return {
@@ -51,11 +55,11 @@ async def info(runtime: Runtime = Depends(get_runtime)) -> dict:
         "reranker_is_cross_encoder": bool(runtime.settings.reranker),
         "limits": runtime.settings.model_dump(include={"max_query_chars", "max_batch", "max_top_k",
                                                        "max_rerank_documents", "max_document_chars",
-                                                       "max_body_bytes"}),
+                                                       "max_total_hits", "max_body_bytes"}),
     }
 
 
-@router.post("/admin/reload", dependencies=[Depends(require_api_key)])
+@router.post("/admin/reload")
 async def reload(request: ReloadRequest | None = None, runtime: Runtime = Depends(get_runtime)) -> dict:
     """Swap in the index's newest saved version without downtime."""
     live = await runtime.reload(request.index if request else None)

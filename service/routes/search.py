@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException
 
-from service.deps import check_texts, get_runtime
+from service.deps import check_search_limits, check_texts, get_runtime
 from service.runtime import Runtime, Timer
 from service.schemas import SearchHit, SearchRequest, SearchResponse, SearchResult
 
@@ -13,6 +13,7 @@ router = APIRouter(tags=["search"])
 async def search(request: SearchRequest, runtime: Runtime = Depends(get_runtime)) -> SearchResponse:
     """Dense search with calibrated filtering (default when the index has an adapter) and optional rerank."""
     check_texts(runtime, request.texts)
+    check_search_limits(runtime, request)
     s = runtime.settings
     if request.top_k > s.max_top_k:
         raise HTTPException(422, f"top_k {request.top_k} is over the limit of {s.max_top_k} (RETRIEVER_MAX_TOP_K)")

@@ -1,0 +1,19 @@
+"""Input limits shared by the CLI and the service (the service's defaults; RETRIEVER_* settings override)."""
+
+from __future__ import annotations
+
+import re
+
+MAX_QUERY_CHARS = 2048
+MAX_BATCH = 64
+MAX_TOP_K = 1000
+MAX_TOTAL_HITS = 10_000  # queries x top_k per request: 64 x 1000 hits with texts came to 91 MB
+MAX_RERANK_DOCUMENTS = 1000
+MAX_DOCUMENT_CHARS = 20_000
+
+NOT_BLANK = r"[^ \t\n\r\f\v]"  # a text must hold one non-whitespace character (ECMA and Python agree on it)
+_NOT_BLANK = re.compile(NOT_BLANK)
+
+
+def is_blank(text: str) -> bool:
+    return _NOT_BLANK.search(text) is None
