@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from retriever.errors import IndexMismatchError, IndexNotFoundError, RetrieverError
 from service.deps import require_api_key
@@ -21,6 +23,7 @@ from service.runtime import Runtime
 from service.settings import Settings
 
 logger = logging.getLogger("service")
+_FIELD = re.compile(r"[a-z_][a-z0-9_]*|\d+")
 
 
 def _error(status: int, message: str, path: str = "", headers: dict | None = None,
@@ -33,12 +36,17 @@ def _error(status: int, message: str, path: str = "", headers: dict | None = Non
 
 
 def validation_message(exc: RequestValidationError) -> str:
-    """One sentence for the first error: ``top_k: Input should be a valid integer``."""
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    """One sentence for the most specific error: ``top_k: Input should be a valid integer``."""
+    errors = exc.errors() or [{"loc": (), "msg": "invalid request"}]
+    first = max(errors, key=lambda e: len(e.get("loc", ())))  # in a union, the branch that got furthest
+    loc = [str(p) for p in first.get("loc", ())]
+    loc = loc[1:] if loc[:1] == ["body"] else loc
     if first.get("type") == "json_invalid":
         return f"{first['msg']} ({first.get('ctx', {}).get('error', 'malformed JSON')}, character {'.'.join(loc)})"
-    return f"{'.'.join(loc)}: {first['msg']}" if loc else str(first["msg"])
+    # drop union-branch tags (``MinRelevance``, ``literal[...]``) from inside the path, keep the field named last
+    loc = [p for p in loc[:-1] if _FIELD.fullmatch(p)] + loc[-1:]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{'.'.join(loc)}: {message}" if loc else message
 
 
 def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
@@ -73,7 +81,7 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
     async def _bad_request(request: Request, exc: RetrieverError):
         return _error(503 if "still loading" in str(exc) else 422, str(exc), request.url.path)
 
-    @app.exception_handler(HTTPException)
+    @app.exception_handler(HTTPException)  # Starlette's: also unknown paths (404) and methods (405)
     async def _http(request: Request, exc: HTTPException):
         return _error(exc.status_code, str(exc.detail), request.url.path, getattr(exc, "headers", None))
 

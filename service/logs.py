@@ -49,8 +49,11 @@ def configure_logging(json_logs: bool = True, level: int = logging.INFO) -> None
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
+    handler.installed_by_service = True
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # replace our own and basicConfig's stream handlers; keep others (a test's log capture, say)
+    root.handlers[:] = [h for h in root.handlers if type(h) is not logging.StreamHandler
+                        and not getattr(h, "installed_by_service", False)] + [handler]
     root.setLevel(level)
     for noisy in ("httpx", "sentence_transformers", "transformers", "faiss", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
