@@ -18,6 +18,7 @@ from service.settings import Settings
 
 def error_responses(auth: bool) -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {
+        400: {"model": ErrorResponse, "description": "The body cannot be read (not UTF-8)"},
         404: {"model": ErrorResponse, "description": "Unknown index or document"},
         409: {"model": ErrorResponse, "description": "The index does not fit the request (model, adapter)"},
         413: {"model": ErrorResponse, "description": "Over a size limit (RETRIEVER_MAX_*)"},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 from retriever.limits import NOT_BLANK, is_blank
 
@@ -33,7 +33,14 @@ CleanText = Annotated[str, AfterValidator(_encodable)]
 QueryText = Annotated[CleanText, AfterValidator(_not_blank),
                       Field(min_length=1, json_schema_extra={"pattern": NOT_BLANK})]
 """A non-blank :data:`CleanText`; the schema's pattern says what the validator checks."""
-StrictInt = Annotated[int, Strict()]
+def _whole_number(value):
+    """JSON Schema's ``integer`` includes ``2.0``; a bool or a string is not a number."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+StrictInt = Annotated[int, BeforeValidator(_whole_number), Strict()]
 StrictBool = Annotated[bool, Strict()]
 StrictFloat = Annotated[float, Strict()]  # still takes a JSON integer, never a bool or a string
 
@@ -187,4 +194,5 @@ class FieldError(BaseModel):
 
 
 class ValidationErrorResponse(ErrorResponse):
-    errors: list[FieldError] = Field(..., description="Every field that failed validation")
+    errors: list[FieldError] = Field(default_factory=list, description="Every field that failed validation "
+                                                                      "(absent when a check beyond the schema failed)")

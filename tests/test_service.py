@@ -78,7 +78,7 @@ def test_search_rerank_embed_and_probes(tiny_index: Path) -> None:
         ("post", "/embed", {"inputs": []}, 422, "inputs"),
         ("get", "/documents/nope", None, 404, "no document 'nope'"),
         ("delete", "/documents/nope", None, 404, "no document 'nope'"),
-        ("post", "/documents", {"documents": [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]}, 422, "duplicate"),
+        ("post", "/documents", {"documents": [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]}, 409, "duplicate"),
     ],
 )
 def test_bad_requests_get_clean_4xx(tiny_index: Path, method, path, payload, status, needle) -> None:

@@ -213,7 +213,7 @@ def test_document_ids_with_slashes_round_trip(shared: TestClient) -> None:
 @pytest.mark.parametrize(("payload", "field"), [
     ({"query": "x", "topk": 1}, "topk"),
     ({"query": "x", "top_k": True}, "top_k"),
-    ({"query": "x", "top_k": 2.0}, "top_k"),
+    ({"query": "x", "top_k": 2.5}, "top_k"),
     ({"query": "x", "top_k": "3"}, "top_k"),
     ({"query": "x", "rerank": 1}, "rerank"),
     ({"query": "x", "return_text": "yes"}, "return_text"),

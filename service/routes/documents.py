@@ -21,7 +21,7 @@ async def upsert_documents(request: UpsertRequest, runtime: Runtime = Depends(ge
               s.max_document_chars, "max_document_chars")
     ids = [d.id for d in request.documents]
     if len(set(ids)) != len(ids):
-        raise HTTPException(422, "duplicate document ids in one batch")
+        raise HTTPException(409, "duplicate document ids in one batch")  # valid JSON, conflicting content
     live = runtime.get(request.index)
     docs = [(d.id, d.title, d.text) for d in request.documents]
     timer = Timer(runtime.metrics)
