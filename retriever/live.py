@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
+from retriever.atomic import atomic_write_text
 from retriever.data import load_beir
 from retriever.docstore import DocumentStore
 from retriever.encoders import BiEncoder
-from retriever.errors import DataError
+from retriever.errors import DataError, IndexMismatchError, RetrieverError
 from retriever.filtering import RelevanceModel, load_relevance_model
 from retriever.filtering.store import save_with_adapter
 from retriever.index import FaissIndex, IndexManifest, save_index
-from retriever.index.store import resolve_index_dir
+from retriever.index.store import current_version_dir, read_current, resolve_index_dir, version_dirs
 from retriever.pipeline import open_index
 
 logger = logging.getLogger(__name__)
@@ -32,17 +34,28 @@ class LiveIndex:
         return self.manifest.name
 
     @classmethod
-    def open(cls, name_or_path: str | Path, encoder: BiEncoder | None = None, use_gpu: bool = True) -> LiveIndex:
+    def open(cls, name_or_path: str | Path, encoder: BiEncoder | None = None, use_gpu: bool = True,
+             fallback: bool = False, store: DocumentStore | None = None) -> LiveIndex:
+        """Open the current version (or, with ``fallback``, the newest one that loads) with its store;
+        ``store``: the open store of the same folder, shared with the index this one replaces."""
         folder = resolve_index_dir(name_or_path)
-        index, manifest, encoder = open_index(folder, encoder, use_gpu=use_gpu)
-        live = cls(folder, index, manifest, encoder, DocumentStore(folder / STORE_FILE),
-                   load_relevance_model(folder, manifest))
-        live._import_source_texts()
-        live.reconcile()
+        index, manifest, encoder = _open_version(folder, encoder, use_gpu, fallback)
+        path = folder / STORE_FILE
+        try:
+            live = cls(folder, index, manifest, encoder, store or DocumentStore(path),
+                       load_relevance_model(folder, manifest))
+            live._import_source_texts()
+            live.reconcile()
+        except sqlite3.DatabaseError as exc:
+            logger.error("document store %s is damaged: %s", path, exc)
+            raise RetrieverError(f"the document store {path} is damaged ({exc}): restore it from a backup; "
+                                 "it holds the texts of every acknowledged write") from None
         return live
 
     def _import_source_texts(self) -> None:
-        """Fill an empty store from the dataset the index was built from, once."""
+        """Fill an empty store from the dataset the index was built from, once. Refuse when the index holds
+        documents the dataset lacks: they came through the API, their texts were in the store, and
+        completing the store without them would delete them."""
         if self.store.get_meta(COMPLETE) or self.manifest.data_source is None:
             return
         try:
@@ -51,6 +64,14 @@ class LiveIndex:
             logger.warning("texts of %s are unavailable (%s); search returns ids and scores", self.name, exc)
             return
         known = self.index.ids
+        lost = known - set(dataset.corpus) - self.store.ids()
+        if lost:
+            message = (f"index '{self.name}': its document store {self.store.path} is missing or incomplete, and "
+                       f"{len(lost)} indexed documents (e.g. {sorted(lost)[0]!r}) are not in its dataset "
+                       f"{self.manifest.data_source.path}: they were written through the API. Starting would "
+                       "drop them; restore docs.sqlite from a backup (nothing was changed)")
+            logger.error(message)
+            raise RetrieverError(message)
         self.store.upsert((d, doc["title"], doc["text"]) for d, doc in dataset.corpus.items() if d in known)
         self.store.set_meta(COMPLETE, "1")
 
@@ -98,3 +119,30 @@ class LiveIndex:
     def close(self) -> None:
         self.store.close()
 
+
+
+def _open_version(folder: Path, encoder: BiEncoder | None, use_gpu: bool, fallback: bool):
+    """The current version; with ``fallback``, else the newest older one that loads, which then becomes
+    current (the damaged one stays on disk until the next save prunes it)."""
+    if not fallback:
+        return open_index(current_version_dir(folder), encoder, use_gpu=use_gpu)
+    errors, candidates = [], version_dirs(folder)
+    try:
+        current = folder / read_current(folder)
+        candidates = [current] + [v for v in candidates if v != current]  # CURRENT first, then newest first
+    except RetrieverError as exc:
+        errors.append(str(exc))
+    for version_dir in candidates:
+        try:
+            opened = open_index(version_dir, encoder, use_gpu=use_gpu)
+        except IndexMismatchError:
+            raise
+        except RetrieverError as exc:
+            errors.append(str(exc))
+            continue
+        if errors:
+            logger.error("index %s: the newer version(s) are damaged (%s); serving %s and making it current",
+                         folder.name, "; ".join(errors), version_dir.name)
+            atomic_write_text(folder / "CURRENT", version_dir.name + "\n")
+        return opened
+    raise RetrieverError(f"no version of the index at {folder} loads: " + ("; ".join(errors) or "none saved"))

@@ -60,7 +60,8 @@ class Runtime:
         if not self.settings.indexes:
             raise RetrieverError("no index to serve: pass --index NAME (or set RETRIEVER_INDEXES)")
         for entry in self.settings.indexes:
-            live = LiveIndex.open(self._source(entry), use_gpu=self.settings.use_gpu)
+            live = LiveIndex.open(self._source(entry), use_gpu=self.settings.use_gpu,
+                                  fallback=self.settings.fallback_to_previous)
             self.indexes[live.name] = live
             self.sources[live.name] = self._source(entry)
             self.metrics.index_size.labels(live.name).set(len(live.index))
@@ -83,12 +84,15 @@ class Runtime:
         """Open the index's current version beside the old one, then swap: requests in flight keep the
         old object and finish on it; new requests get the new one."""
         old = self.get(name)
+        # the new object shares the old one's store (same file): no second connection to close, or to leak
+        options = {"use_gpu": self.settings.use_gpu, "fallback": self.settings.fallback_to_previous,
+                   "store": old.store}
 
         def open_new() -> LiveIndex:
             try:
-                return LiveIndex.open(self.sources[old.name], encoder=old.encoder, use_gpu=self.settings.use_gpu)
+                return LiveIndex.open(self.sources[old.name], encoder=old.encoder, **options)
             except IndexMismatchError:  # the new version was built with another model
-                return LiveIndex.open(self.sources[old.name], use_gpu=self.settings.use_gpu)
+                return LiveIndex.open(self.sources[old.name], **options)
 
         new = await asyncio.get_running_loop().run_in_executor(self.index_executor, open_new)
         self.indexes[old.name] = new
