@@ -17,3 +17,15 @@ _NOT_BLANK = re.compile(NOT_BLANK)
 
 def is_blank(text: str) -> bool:
     return _NOT_BLANK.search(text) is None
+
+
+def check_queries(queries: list[str], max_chars: int = MAX_QUERY_CHARS) -> None:
+    """The service's query rules, for the CLI: no blank query, none over ``max_chars``."""
+    from retriever.errors import RetrieverError
+
+    for number, query in enumerate(queries, 1):
+        if is_blank(query):
+            raise RetrieverError(f"query {number} is empty or blank")
+        if len(query) > max_chars:
+            raise RetrieverError(f"query {number} is {len(query)} characters, over the limit of {max_chars} "
+                                 "(the service's RETRIEVER_MAX_QUERY_CHARS default)")

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,27 @@ def test_build_search_eval_and_json(tiny_dir: Path, tmp_path: Path) -> None:
     assert (tmp_path / "roc.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "run.trec").read_text().count("\n") == 4 * 12
 
+    shown = cli("search", "--index", "tiny", "-k", "2", "plate tectonics", env_dir=tmp_path)  # for people
+    assert shown.returncode == 0, shown.stderr
+    assert "calibrated probability" in shown.stdout and "only within one query" in shown.stdout
+
+    other = tmp_path / "other"  # a dataset the index was not built from
+    shutil.copytree(tiny_dir, other)
+    with open(other / "corpus.jsonl", "a") as corpus:
+        corpus.write(json.dumps({"_id": "d13", "title": "Extra", "text": "Another corpus."}) + "\n")
+    for command in (("eval",), ("calibrate", "--no-save"), ("mine", "--output", str(tmp_path / "n.json"))):
+        refused = cli(*command, "--index", "tiny", "--data", str(other), env_dir=tmp_path)
+        assert refused.returncode == 2, refused.stderr
+        last = refused.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: index 'tiny' was built from dataset 'tiny'") and "--force" in last
+
+
+def test_help_and_data_info(tiny_dir: Path, tmp_path: Path) -> None:
+    shown = cli("eval", "--help", env_dir=tmp_path)
+    assert shown.returncode == 0 and "``" not in shown.stdout and "--rerank-depth" in shown.stdout
+    info = cli("data", "info", str(tiny_dir), env_dir=tmp_path)
+    assert info.returncode == 0 and "tiny: 12 documents, 10 queries" in info.stdout
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
@@ -43,6 +65,10 @@ def test_build_search_eval_and_json(tiny_dir: Path, tmp_path: Path) -> None:
         (("eval", "--index", "nope", "--data", "x"), "unknown dataset 'x'"),
         (("search", "--index", "missing", "hello"), "no index 'missing'"),
         (("index", "build", "--data", "/no/such/folder", "--name", "x"), "does not exist"),
+        (("search", "--index", "missing", "   "), "query 1 is empty or blank"),
+        (("search", "--index", "missing", "ok", ""), "query 2 is empty or blank"),
+        (("search", "--index", "missing", "x" * 100_000), "100000 characters, over the limit of 2048"),
+        (("rerank", "--index", "missing", "--reranker", "r", "x" * 2049), "over the limit of 2048"),
     ],
 )
 def test_bad_arguments_get_one_line_and_nonzero_exit(tmp_path: Path, args, message) -> None:

@@ -162,3 +162,22 @@ def test_reload_shares_the_document_store(live_folder: Path) -> None:
         assert client.post("/admin/reload", json={}).status_code == 200
         after = runtime.indexes["tiny"]
         assert after is not before and after.store is before.store
+
+
+def test_data_source_check_compares_the_corpus(tiny_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from retriever.data import load_beir
+    from retriever.index.manifest import DataSource, check_data_source
+
+    dataset = load_beir(tiny_dir)
+    manifest = IndexManifest(name="i", model_id="m", model_fingerprint="f", dimension=4,
+                             data_source=DataSource(dataset="tiny", path=str(tiny_dir), sha256=dataset.content_hash))
+    copy = tmp_path / "renamed-copy"
+    shutil.copytree(tiny_dir, copy)
+    check_data_source(manifest, load_beir(copy))  # same corpus under another name: fine
+    (copy / "corpus.jsonl").write_text((tiny_dir / "corpus.jsonl").read_text().replace("Plants", "Trees"))
+    with pytest.raises(RetrieverError, match="built from dataset 'tiny'.*--force"):
+        check_data_source(manifest, load_beir(copy))
+    check_data_source(manifest, load_beir(copy), force=True)
+    check_data_source(manifest.model_copy(update={"data_source": None}), load_beir(copy))

@@ -90,13 +90,17 @@ def mine_command(
     sampling: str = typer.Option("top", help="top | random (with --n-keep)"),
     n_keep: int | None = typer.Option(None, min=1, help="Keep this many per query."),
     seed: int = typer.Option(42),
+    force: bool = typer.Option(False, "--force", help="Run even if the dataset is not the index's."),
 ) -> None:
     """Mine static hard negatives for training (STAR) from an index; labelled positives never appear."""
     from retriever.data import load_dataset
+    from retriever.index.manifest import check_data_source
+    from retriever.index.store import index_manifest
     from retriever.pipeline import open_index
     from training.negatives import MiningParams, mine_hard_negatives
 
     dataset = load_dataset(data)
+    check_data_source(index_manifest(index), dataset, force)
     faiss_index, manifest, encoder = open_index(index, show_progress=True)
     params = MiningParams(top_k, skip_top, max_score, relative_margin, sampling, n_keep, seed)
     mined = mine_hard_negatives(dataset, split, faiss_index, manifest, encoder, params)

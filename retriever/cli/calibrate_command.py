@@ -7,10 +7,11 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from retriever.cli.common import emit
+from retriever.cli.common import ForceOpt, emit
 from retriever.data import load_dataset
 from retriever.filtering import calibrate, plot_calibration
-from retriever.index.store import resolve_index_dir
+from retriever.index.manifest import check_data_source
+from retriever.index.store import index_manifest, resolve_index_dir
 from retriever.pipeline import open_index
 
 
@@ -24,12 +25,14 @@ def calibrate_command(
     seed: int = typer.Option(42),
     png: Path | None = typer.Option(None, help="PR-curve PNG (default: beside the index)."),
     save: bool = typer.Option(True, help="Store adapter and threshold in the index (a new version)."),
+    force: bool = ForceOpt,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Fit a Cosine Adapter (Rossi et al., CIKM 2024) and pick one global threshold for the index."""
     if mapping not in ("linear", "sqrt", "quadratic", "power"):
         raise typer.BadParameter(f"unknown mapping '{mapping}'", param_hint="--mapping")
     dataset = load_dataset(data)
+    check_data_source(index_manifest(index), dataset, force)
     faiss_index, manifest, encoder = open_index(index, show_progress=True)
     folder = resolve_index_dir(index)
     report = calibrate(faiss_index, manifest, encoder, dataset, k=k, target_recall=target_recall,

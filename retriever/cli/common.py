@@ -6,8 +6,11 @@ import json
 import sys
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.table import Table
+
+ForceOpt = typer.Option(False, "--force", help="Run even if the dataset is not the one the index was built from.")
 
 # Wide enough for the tables when output is piped or logged (no terminal to measure).
 console = Console(width=None if sys.stdout.isatty() else 160)

@@ -18,7 +18,7 @@ def info_command(
     data: str = typer.Argument(..., help="Dataset name or folder."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Counts per split and validation warnings."""
+    """Document and query counts, counts per split and validation warnings."""
     dataset = load_dataset(data)
     info = {
         "name": dataset.name,
@@ -37,6 +37,8 @@ def info_command(
         table.add_row(split + (" (held out of train)" if split == "dev" and dataset.dev_is_derived else ""),
                       str(counts["queries"]), str(counts["pairs"]))
     emit(info, as_json, table)
+    if not as_json:
+        typer.echo(f"{dataset.name}: {info['documents']:,} documents, {info['queries']:,} queries")
 
 
 @data_app.command("hide-positives")

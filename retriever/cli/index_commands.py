@@ -8,11 +8,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from retriever.cli.common import emit, metrics_table
+from retriever import limits
+from retriever.cli.common import ForceOpt, emit, metrics_table
 from retriever.data import load_dataset
 from retriever.encoders import BiEncoder
+from retriever.errors import RetrieverError
 from retriever.evaluate import plot_roc, write_trec_run
 from retriever.index import index_root, list_indexes
+from retriever.index.manifest import check_data_source
+from retriever.index.store import index_manifest
 from retriever.pipeline import build_index, evaluate_index, open_index, rerank_evaluation, search_texts
 
 index_app = typer.Typer(help="Build and inspect FAISS indexes.", no_args_is_help=True)
@@ -63,11 +67,10 @@ def list_command(as_json: bool = JsonOpt) -> None:
 @index_app.command("info")
 def info_command(index: str = typer.Argument(..., help="Index name or path."), as_json: bool = JsonOpt) -> None:
     """Show an index's manifest."""
-    from retriever.index.manifest import IndexManifest
     from retriever.index.store import current_version_dir, resolve_index_dir
 
     path = current_version_dir(resolve_index_dir(index)) / "manifest.json"
-    manifest = IndexManifest.model_validate_json(path.read_text()).model_dump()
+    manifest = index_manifest(index).model_dump()
     table = Table(title=str(path))
     for key, value in manifest.items():
         table.add_row(key, str(value))
@@ -78,7 +81,7 @@ def search_command(
     query: list[str] = typer.Argument(..., help="One or more query texts."),
     index: str = typer.Option(..., "--index", "-i", help="Index name or path."),
     model: str | None = ModelOpt,
-    k: int = typer.Option(10, "--top-k", "-k", min=1, max=10000),
+    k: int = typer.Option(10, "--top-k", "-k", min=1, max=limits.MAX_TOP_K),
     calibrated_filter: bool = typer.Option(True, "--filter/--no-filter",
                                            help="Drop hits below the index's calibrated threshold, if it has one."),
     as_json: bool = JsonOpt,
@@ -86,8 +89,7 @@ def search_command(
     """Search an index with free text; with a Cosine Adapter, hits carry a calibrated relevance."""
     from retriever.filtering import load_relevance_model
 
-    if any(not q.strip() for q in query):
-        raise typer.BadParameter("queries must not be empty")
+    limits.check_queries(query)
     encoder = BiEncoder.load(model) if model else None
     faiss_index, manifest, encoder = open_index(index, encoder)
     relevance_model = load_relevance_model(index, manifest)
@@ -106,13 +108,18 @@ def search_command(
     for result in results:
         note = (f"calibrated, threshold {threshold:.3f}" if threshold is not None else
                 "calibrated, unfiltered" if outcome.calibrated else "raw cosine: index has no adapter")
-        table = Table(title=f"{result['query']}  [{note}]")
+        table = Table(title=f"{result['query']}  [{note}]", caption=SCORES_CAPTION)
         for column in ("rank", "id", "cosine", "relevance", "title"):
             table.add_column(column)
         for rank, hit in enumerate(result["hits"], 1):
             rel = "" if hit["relevance"] is None else f"{hit['relevance']:.3f}"
             table.add_row(str(rank), hit["id"], f"{hit['score']:.4f}", rel, hit["title"][:70])
         emit(None, False, table)
+
+
+SCORES_CAPTION = ("cosine: similarity of query and document (-1 to 1), comparable only within one query. "
+                  "relevance: the Cosine Adapter's calibrated probability (0 to 1) that the hit is relevant; "
+                  "it is low when few documents are relevant, so compare it with the threshold, not with 1.")
 
 
 def _source_dataset(manifest):
@@ -140,11 +147,13 @@ def eval_command(
     roc_png: Path | None = typer.Option(None, "--roc", help="Write the ROC curve (AUC protocol) as a PNG."),
     rerank: str | None = typer.Option(None, "--rerank", help="Reranker folder (train-reranker output) or smollm2."),
     rerank_depth: int = typer.Option(100, min=1, help="Candidates per query the reranker re-scores."),
+    force: bool = ForceOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Evaluate an index on a split: nDCG@10, MRR@10, R@100, MAP@100 and global/per-query AUC; with
-    ``--rerank``, also the reranked top ``--rerank-depth``."""
+    --rerank, also the reranked top --rerank-depth."""
     dataset = load_dataset(data)
+    check_data_source(index_manifest(index), dataset, force)
     encoder = BiEncoder.load(model, show_progress=True) if model else None
     faiss_index, manifest, encoder = open_index(index, encoder, show_progress=True)
     report = evaluate_index(faiss_index, encoder, dataset, split=split, k=k)
@@ -173,17 +182,16 @@ def rerank_command(
     k: int = typer.Option(10, "--top-k", "-k", min=1),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Retrieve the top ``--depth`` from an index and rerank them."""
+    """Retrieve the top --depth from an index and rerank them."""
     from retriever.pipeline import rerank_texts
 
-    if any(not q.strip() for q in query):
-        raise typer.BadParameter("queries must not be empty")
+    limits.check_queries(query)
     from retriever.rerank import load_reranker
 
     faiss_index, manifest, encoder = open_index(index)
     dataset = _source_dataset(manifest)
     if dataset is None:
-        raise typer.BadParameter("reranking needs the document texts: the index's dataset folder is gone")
+        raise RetrieverError("reranking needs the document texts: the index's dataset folder is gone")
     titles = _titles(manifest, dataset)
     texts = dict(zip(dataset.doc_ids, dataset.doc_texts(dataset.doc_ids), strict=True))
     results = rerank_texts(faiss_index, encoder, load_reranker(reranker), query, texts, depth, k)

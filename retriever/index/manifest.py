@@ -37,3 +37,16 @@ class IndexManifest(BaseModel):
     updated_at: str = Field(default_factory=utc_now)
     version: str | None = None
     adapter: dict[str, Any] | None = None
+
+
+def check_data_source(manifest: IndexManifest, dataset, force: bool = False) -> None:
+    """Refuse to evaluate, calibrate or mine an index on a dataset whose corpus is not the one it was built
+    from (compared by the corpus file's sha256, so a derived copy such as hide-positives passes)."""
+    from retriever.errors import DataError
+
+    source = manifest.data_source
+    if force or source is None or source.sha256 == dataset.content_hash:
+        return
+    raise DataError(f"index '{manifest.name}' was built from dataset '{source.dataset}' ({source.path}, corpus "
+                    f"sha256 {source.sha256[:12]}), not from '{dataset.name}' (corpus sha256 "
+                    f"{dataset.content_hash[:12]}); pass --force to run on it anyway")

@@ -87,6 +87,11 @@ def version_dirs(folder: Path) -> list[Path]:
                   key=lambda p: p.name, reverse=True)
 
 
+def index_manifest(name_or_path: str | Path) -> IndexManifest:
+    """The manifest of an index's current version, without loading its vectors."""
+    return read_manifest(current_version_dir(resolve_index_dir(name_or_path)))
+
+
 def read_manifest(version_dir: Path) -> IndexManifest:
     try:
         return IndexManifest.model_validate_json((version_dir / "manifest.json").read_bytes())
