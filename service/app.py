@@ -65,9 +65,6 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
                   description="Dense search with calibrated relevance filtering, rerank, embeddings and "
                               "document upserts over FAISS indexes built by the `retriever` CLI.")
     app.state.runtime = runtime
-    public = frozenset(route.path for route in ops.probes.routes) | {
-        p for p in (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p}
-    app.add_middleware(RequestContext, runtime=runtime, error=_error, public=public)
 
     @app.exception_handler(IndexNotFoundError)
     async def _not_found(request: Request, exc: IndexNotFoundError):
@@ -92,9 +89,12 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
     guarded = [Depends(require_api_key)] if settings.api_key else []  # OpenAPI declares Bearer only when set
     responses = error_responses(bool(settings.api_key))
     app.include_router(ops.probes)
-    app.include_router(ops.router, dependencies=guarded, responses=responses)
-    for module in (search, rerank, embed, documents):
-        app.include_router(module.router, dependencies=guarded, responses=responses)
+    routers = [ops.router] + [module.router for module in (search, rerank, embed, documents)]
+    for router in routers:
+        app.include_router(router, dependencies=guarded, responses=responses)
+    # the middleware checks the key of these routes before their body is read
+    app.add_middleware(RequestContext, runtime=runtime, error=_error,
+                       guarded=[route.path_regex for router in routers for route in router.routes])
     install_openapi(app, settings)
     return app
 

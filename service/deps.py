@@ -57,10 +57,14 @@ def check_texts(runtime: Runtime, texts: list[str], what: str = "queries") -> No
 
 def check_search_limits(runtime: Runtime, request) -> None:
     """Limits of a search request beyond its schema: the answer's size (``queries x top_k`` hits, each
-    may carry a document's text) and ``rerank_depth``, whether or not ``rerank`` is on (as the schema says)."""
+    may carry a document's text), the pairs reranked (``queries x rerank_depth``) and ``rerank_depth``,
+    whether or not ``rerank`` is on (as the schema says)."""
     s = runtime.settings
     too_large("number of hits asked for (queries x top_k)", len(request.texts) * request.top_k,
               s.max_total_hits, "max_total_hits")
+    if request.rerank:
+        too_large("number of pairs to rerank (queries x rerank_depth)", len(request.texts) * request.rerank_depth,
+                  s.max_total_hits, "max_total_hits")
     if request.rerank_depth > s.max_rerank_documents:
         raise HTTPException(422, f"rerank_depth {request.rerank_depth} is over the limit of "
                                  f"{s.max_rerank_documents} (RETRIEVER_MAX_RERANK_DOCUMENTS)")

@@ -35,15 +35,15 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, runtime: Runtime, error: ErrorBuilder, public: frozenset[str]) -> None:
-        self.app, self.runtime, self.error, self.public = app, runtime, error, public
+    def __init__(self, app: ASGIApp, runtime: Runtime, error: ErrorBuilder, guarded: list[re.Pattern]) -> None:
+        self.app, self.runtime, self.error, self.guarded = app, runtime, error, guarded
 
     def _refusal(self, scope: Scope) -> Response | None:
-        """401 or 413 decided from the headers alone, before the body is read. With a key set, every path
-        but the public ones (probes, schema, docs) needs it, so an unknown path is a 401 too."""
+        """401 or 413 decided from the headers alone, before the body is read (``guarded``: the path
+        patterns of the routes that require the key)."""
         settings, path = self.runtime.settings, scope["path"]
         headers = dict(scope["headers"])
-        if settings.api_key and path not in self.public:
+        if settings.api_key and any(pattern.match(path) for pattern in self.guarded):
             if not key_matches(bearer_token(headers.get(b"authorization")), settings.api_key):
                 return self.error(401, UNAUTHORIZED, path, {"WWW-Authenticate": "Bearer"})
         length = headers.get(b"content-length", b"")

@@ -130,7 +130,8 @@ def test_the_key_is_checked_before_the_body_is_parsed(tiny_index: Path) -> None:
         assert r.status_code == 401, r.text
         big = client.post("/search", content=_chunks(b"x" * 5000), headers={"content-type": "application/json"})
         assert big.status_code == 401
-        assert client.post("/nowhere").status_code == 401  # no route enumeration without the key
+        assert client.post("/documents", content=_chunks(b"x" * 5000)).status_code == 401
+        assert client.get("/documents/a/b").status_code == 401 and client.get("/metrics").status_code == 401
         assert client.get("/health").status_code == 200 and client.get("/openapi.json").status_code == 200
 
 
@@ -193,6 +194,9 @@ def test_total_hits_per_request_are_capped(tiny_index: Path) -> None:
     with client_for(tiny_index, max_total_hits=20) as client:
         assert client.post("/search", json={"queries": ["q"] * 3, "top_k": 7}).status_code == 413
         assert client.post("/search", json={"queries": ["q"] * 2, "top_k": 10}).status_code == 200
+        reranked = client.post("/search", json={"queries": ["q"] * 2, "top_k": 1, "rerank": True,
+                                                "rerank_depth": 11})
+        assert reranked.status_code == 413 and "rerank" in reranked.json()["detail"]
 
 
 def test_rerank_depth_limit_holds_without_rerank(shared: TestClient) -> None:
@@ -273,3 +277,39 @@ def test_serve_sets_uvicorn_timeouts(monkeypatch) -> None:
     cli.serve_command(index=["tiny"], reranker=None, host="127.0.0.1", port=8000, api_key=None,
                       fallback_to_previous=False)
     assert seen["timeout_keep_alive"] == 5 and seen["h11_max_incomplete_event_size"] > 0
+
+
+def test_one_failing_request_among_concurrent_searches(tiny_index: Path) -> None:
+    """The issue's scene: 100 concurrent clean searches beside one whose encoding fails inside the batch."""
+    import httpx
+
+    from retriever.encoders import TextEncoder
+
+    app = create_app(Settings(indexes=[str(tiny_index)], index_dir=tiny_index.parent, use_gpu=False,
+                              log_json=False, batch_wait_ms=50))
+    real = TextEncoder.encode
+
+    def encode(self, texts, *args, **kwargs):
+        if any("poison" in t for t in texts):
+            raise UnicodeEncodeError("utf-8", "poison", 0, 1, "surrogates not allowed")
+        return real(self, texts, *args, **kwargs)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport,
+                                                                       base_url="http://t") as client:
+            queries = [f"query {i}" for i in range(100)] + ["poison"]
+            return await asyncio.gather(*(client.post("/search", json={"query": q, "top_k": 1}) for q in queries))
+
+    TextEncoder.encode = encode
+    try:
+        responses = asyncio.run(scenario())
+    finally:
+        TextEncoder.encode = real
+    assert [r.status_code for r in responses[:100]] == [200] * 100
+    assert responses[100].status_code == 500
+    samples = {(s.name, s.labels["batcher"]): s.value for s in app.state.runtime.metrics.batch_size.collect()[0].samples
+               if s.name.endswith(("_sum", "_count"))}
+    calls, items = samples[("retriever_batch_size_count", "encode-query")], samples[("retriever_batch_size_sum",
+                                                                                       "encode-query")]
+    assert items == 101 and calls < 50  # the requests really were merged into shared batches
