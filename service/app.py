@@ -14,10 +14,11 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from retriever.errors import IndexMismatchError, IndexNotFoundError, RetrieverError
+from service.api_errors import ApiPathMiddleware, error_response
 from service.deps import require_api_key
 from service.logs import configure_logging, request_id
 from service.metrics import ServiceMetrics
-from service.routes import documents, embed, ops, rerank, search
+from service.routes import cohere, docs, documents, embed, openai, ops, rerank, search
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -25,7 +26,7 @@ logger = logging.getLogger("service")
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"detail": message, "request_id": request_id.get()}, status_code=status, headers=headers)
+    return error_response(status, message, headers)  # in the shape of the API the path belongs to
 
 
 class RequestContext(BaseHTTPMiddleware):
@@ -70,11 +71,12 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
         yield
         await runtime.close()
 
-    app = FastAPI(title="retrieval-trainer service", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="retrieval-trainer service", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Dense search with calibrated relevance filtering, rerank, embeddings and "
                               "document upserts over FAISS indexes built by the `retriever` CLI.")
     app.state.runtime = runtime
     app.add_middleware(RequestContext)
+    app.add_middleware(ApiPathMiddleware)
 
     @app.exception_handler(IndexNotFoundError)
     async def _not_found(request: Request, exc: IndexNotFoundError):
@@ -90,15 +92,15 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException):
-        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None),
+                              **getattr(exc, "details", {}))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = f"{where}: {first['msg']}" if where else first["msg"]
-        return JSONResponse({"detail": message, "errors": jsonable_errors(exc), "request_id": request_id.get()},
-                            status_code=422)
+        return error_response(422, message, param=where or None, errors=jsonable_errors(exc))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
@@ -109,7 +111,8 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
     guarded = [Depends(require_api_key)]
     app.include_router(ops.probes)
     app.include_router(ops.router)
-    for module in (search, rerank, embed, documents):
+    app.include_router(docs.router)
+    for module in (search, rerank, embed, openai, cohere, documents):
         app.include_router(module.router, dependencies=guarded)
     return app
 
