@@ -3,7 +3,7 @@
 - OpenAI (``/v1/embeddings``, ``/v1/models``, any other ``/v1/...`` but Cohere's): ``{"error": {"message",
   "type", "param", "code"}}``, with 422 answered as 400 as OpenAI does.
 - Cohere (``/v1/rerank``, ``/v1/embed``, ``/v2/...``): ``{"id", "message"}``, 422 answered as 400.
-- TEI's routes (``/embed``, ``/rerank``): ours plus TEI's ``error`` and ``error_type`` keys.
+- TEI's routes (``/embed``, ``/rerank``, ``/``): ours plus TEI's ``error`` and ``error_type`` keys.
 - Everything else: ours, ``{"detail", "request_id"}`` (validation errors add ``errors``).
 
 The path comes from :data:`api_path`, set per request by :class:`ApiPathMiddleware`, so that error
@@ -24,7 +24,7 @@ api_path: ContextVar[str] = ContextVar("api_path", default="")
 
 Api = Literal["openai", "cohere", "tei", "ours"]
 COHERE_PATHS = ("/v1/rerank", "/v1/embed")
-TEI_PATHS = ("/embed", "/rerank")
+TEI_PATHS = ("/embed", "/rerank", "/")
 OPENAI_TYPES = {401: "invalid_request_error", 403: "invalid_request_error", 404: "invalid_request_error",
                 429: "rate_limit_exceeded", 503: "server_error"}
 OPENAI_CODES = {401: "invalid_api_key", 404: "not_found", 413: "request_too_large", 429: "rate_limit_exceeded"}

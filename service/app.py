@@ -8,9 +8,10 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from retriever.errors import IndexMismatchError, IndexNotFoundError, RetrieverError
@@ -90,8 +91,8 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
     async def _bad_request(request: Request, exc: RetrieverError):
         return _error(503 if "still loading" in str(exc) else 422, str(exc))
 
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException):
+    @app.exception_handler(StarletteHTTPException)  # also the router's own 404/405
+    async def _http(request: Request, exc: StarletteHTTPException):
         return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None),
                               **getattr(exc, "details", {}))
 

@@ -106,7 +106,7 @@ class CohereEmbedV1Request(CompatModel):
     model: str | None = None
     input_type: InputType | None = None
     embedding_types: list[EmbeddingType] | None = None
-    truncate: Literal["NONE", "START", "END"] = "END"
+    truncate: Literal["NONE", "START", "END"] | None = Field("END", description="null: END")
 
     @field_validator("embedding_types")
     @classmethod

@@ -45,6 +45,7 @@ def fit_to_model(view: EncoderTokens, texts: list[str], *, allow: bool, side: st
 
 
 @router.post("/embed", response_model=list[list[float]])
+@router.post("/", response_model=list[list[float]], summary="Embed (TEI's root route, as /embed)")
 async def embed(request: EmbedRequest, runtime: Runtime = Depends(get_runtime)) -> list[list[float]]:
     """TEI-compatible embeddings from the index's query (default) or document tower."""
     texts = texts_of(request.inputs, "inputs")
