@@ -269,6 +269,12 @@ def test_tei_embed_rerank_and_info(served: Served) -> None:
     assert ranks[0] == {"index": int(np.argmax(expected)), "score": pytest.approx(float(expected.max()), abs=1e-5),
                         "text": DOCS[int(np.argmax(expected))]}
 
+    over = httpx.post(f"{url}/rerank", json={"query": "vaccines", "texts": [long_text]})
+    assert over.status_code == 413 and over.json()["error_type"] == "Validation"
+    cut = httpx.post(f"{url}/rerank", json={"query": "vaccines", "texts": [long_text], "truncate": True}).json()
+    assert cut[0]["score"] == pytest.approx(float(cosines(served.minilm, "vaccines", [("word " * 254).strip()])[0]),
+                                            abs=1e-5)
+
     info = httpx.get(f"{url}/info").json()
     assert info["model_id"] == DEFAULT_MODEL_ID and info["max_input_length"] == 256
     assert info["model_type"] == {"embedding": {"pooling": "mean"}} and info["max_client_batch_size"] == 64
@@ -294,3 +300,27 @@ def test_docs_page_and_assets_come_from_the_service(served: Served) -> None:
         assert r.status_code == 200 and kind in r.headers["content-type"] and len(r.content) > 100_000
     assert httpx.get(f"{served.url}/docs/assets/..%2Fsecret").status_code == 404
     assert httpx.get(f"{served.url}/openapi.json").json()["openapi"].startswith("3.")
+
+
+# ---- error shapes by path (no server needed) -------------------------------------------------------
+@pytest.mark.parametrize(("path", "status", "expected_status", "keys"), [
+    ("/v1/embeddings", 401, 401, {"error"}),
+    ("/v1/models/x", 404, 404, {"error"}),
+    ("/v1/embeddings", 422, 400, {"error"}),
+    ("/v2/rerank", 422, 400, {"id", "message"}),
+    ("/v1/rerank", 404, 404, {"id", "message"}),
+    ("/v1/embed", 413, 413, {"id", "message"}),
+    ("/embed", 413, 413, {"detail", "request_id", "error", "error_type"}),
+    ("/search", 422, 422, {"detail", "request_id"}),
+])
+def test_error_body_has_the_shape_of_the_paths_api(path, status, expected_status, keys) -> None:
+    from service.api_errors import error_body
+
+    got_status, body = error_body(path, status, "boom")
+    assert got_status == expected_status and set(body) == keys
+    if "error" in keys and isinstance(body["error"], dict):
+        assert body["error"]["message"] == "boom" and set(body["error"]) == {"message", "type", "param", "code"}
+    if status == 401 and path.startswith("/v1/embeddings"):
+        assert body["error"]["code"] == "invalid_api_key"
+    if path == "/embed":
+        assert body["error"] == "boom" and body["error_type"] == "Validation"
