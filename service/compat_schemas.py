@@ -38,10 +38,10 @@ class EmbedRequest(CompatModel):
     normalize: bool = Field(True, description="L2-normalise; false returns the model's own output")
     truncate: bool = Field(False, description="false: inputs over the model's token limit get a 413")
     truncation_direction: Direction = "Right"
-    prompt_name: str | None = Field(None, description="not supported (use `kind`); only null is accepted")
+    prompt_name: Text | None = Field(None, description="not supported (use `kind`); only null is accepted")
     dimensions: int | None = Field(None, ge=1, description="Matryoshka models only")
     kind: Literal["query", "document"] = Field("query", description="extension: which tower encodes")
-    index: str | None = Field(None, description="extension: index whose model encodes (default: the first)")
+    index: Text | None = Field(None, description="extension: index whose model encodes (default: the first)")
 
 
 class TEIRerankRequest(CompatModel):
@@ -70,16 +70,16 @@ class CohereRerankBase(CompatModel):
 class CohereRerankV1Request(CohereRerankBase):
     """Cohere v1 (and Jina): documents are strings or objects; `rank_fields` picks the object fields."""
 
-    documents: list[Text | dict[str, Text]] = Field(..., min_length=1)
-    model: str | None = None
+    documents: list[Text | dict[Text, Text]] = Field(..., min_length=1)
+    model: Text | None = None
     return_documents: bool = False
-    rank_fields: list[str] | None = None
+    rank_fields: list[Text] | None = None
     max_chunks_per_doc: int | None = Field(None, ge=1, description="accepted; documents are not chunked")
 
 
 class CohereRerankV2Request(CohereRerankBase):
     documents: list[Text] = Field(..., min_length=1)
-    model: str
+    model: Text
 
 
 class CohereRerankResult(BaseModel):
@@ -103,7 +103,7 @@ InputType = Literal["search_document", "search_query", "classification", "cluste
 class CohereEmbedV1Request(CompatModel):
     texts: list[Text] | None = None
     images: list[str] | None = None
-    model: str | None = None
+    model: Text | None = None
     input_type: InputType | None = None
     embedding_types: list[EmbeddingType] | None = None
     truncate: Literal["NONE", "START", "END"] | None = Field("END", description="null: END")
@@ -117,7 +117,7 @@ class CohereEmbedV1Request(CompatModel):
 
 
 class CohereEmbedV2Request(CohereEmbedV1Request):
-    model: str
+    model: Text
     input_type: InputType
     inputs: list[dict[str, Any]] | None = None
     max_tokens: int | None = Field(None, ge=1)
@@ -137,10 +137,10 @@ class CohereEmbedResponse(BaseModel):
 class OpenAIEmbeddingRequest(CompatModel):
     input: Text | list[Text] | list[StrictInt] | list[list[StrictInt]] = Field(
         ..., description="text(s), or token ids of the served model's own tokenizer (decoded before encoding)")
-    model: str | None = Field(None, description="a served index name or one of its model aliases (GET /v1/models)")
+    model: Text | None = Field(None, description="a served index name or one of its model aliases (GET /v1/models)")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1, description="Matryoshka models only")
-    user: str | None = None
+    user: Text | None = None
     input_type: Literal["query", "document", "passage"] = Field(
         "document", description="extension: the tower that encodes (OpenAI itself has one)")
 

@@ -29,6 +29,7 @@ def index_aliases(live: LiveIndex) -> list[str]:
 
 def resolve_index(runtime, model: str | None, param: str = "model") -> LiveIndex:
     """The index a client's ``model`` names (the default index when it names none); a 404 otherwise."""
+    runtime.get(None)  # 503 while loading
     if model is None or model in runtime.indexes:
         return runtime.get(model)
     for live in runtime.indexes.values():
