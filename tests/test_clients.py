@@ -33,6 +33,7 @@ class Served:
     minilm: object
     mrl: object
     index_dir: Path
+    app: object
 
 
 def _free_port() -> int:
@@ -60,7 +61,7 @@ def served(tmp_path_factory, minilm, tiny_model_dir):
     while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started, "the server did not start"
-    yield Served(f"http://127.0.0.1:{server.config.port}", minilm, mrl_encoder.document.model, root / "indexes")
+    yield Served(f"http://127.0.0.1:{server.config.port}", minilm, mrl_encoder.document.model, root / "indexes", app)
     server.should_exit = True
     thread.join(30)
 
@@ -131,6 +132,27 @@ def test_openai_error_shape_for_unknown_fields_and_lone_surrogates(served: Serve
     assert r.status_code == 404 and "error" in r.json()
 
 
+def test_api_key_errors_reach_the_sdks_in_their_shape(served: Served) -> None:
+    import cohere
+    import openai
+    from cohere.errors import UnauthorizedError
+
+    settings = served.app.state.runtime.settings
+    settings.api_key = "s3cret"  # read on every request
+    try:
+        with pytest.raises(openai.AuthenticationError) as denied:
+            openai.OpenAI(base_url=f"{served.url}/v1", api_key="wrong", max_retries=0).models.list()
+        assert denied.value.code == "invalid_api_key"
+        ok = openai.OpenAI(base_url=f"{served.url}/v1", api_key="s3cret", max_retries=0).models.list()
+        assert ok.data[0].id == "tiny"
+        with pytest.raises(UnauthorizedError) as refused:
+            cohere.ClientV2(api_key="wrong", base_url=served.url).rerank(model="all-MiniLM-L6-v2", query="x",
+                                                                         documents=["y"])
+        assert "API key" in refused.value.body["message"]
+    finally:
+        settings.api_key = None
+
+
 def test_langchain_and_llamaindex_openai_embeddings(served: Served) -> None:
     from langchain_openai import OpenAIEmbeddings
 
@@ -140,6 +162,11 @@ def test_langchain_and_llamaindex_openai_embeddings(served: Served) -> None:
                           check_embedding_ctx_length=False, max_retries=0)
     assert np.allclose(lc.embed_documents(texts), expected, atol=1e-5)
     assert np.allclose(lc.embed_query(texts[0]), expected[0], atol=1e-5)
+    before = _batches(served.url, "query")
+    towers = OpenAIEmbeddings(model="tiny", base_url=f"{served.url}/v1", api_key="unused", max_retries=0,
+                              check_embedding_ctx_length=False, model_kwargs={"extra_body": {"input_type": "query"}})
+    assert np.allclose(towers.embed_query(texts[0]), expected[0], atol=1e-5)
+    assert _batches(served.url, "query") == before + 1  # input_type: query picked the query tower
 
     from llama_index.embeddings.openai_like import OpenAILikeEmbedding
 
@@ -155,6 +182,7 @@ def cosines(model, query: str, docs: list[str]) -> np.ndarray:
 
 def test_cohere_rerank_v1_and_v2(served: Served) -> None:
     import cohere
+    from cohere.errors import NotFoundError
 
     expected = cosines(served.minilm, "how do vaccines work", DOCS)
     order = list(np.argsort(-expected))
@@ -168,7 +196,7 @@ def test_cohere_rerank_v1_and_v2(served: Served) -> None:
     got = v1.rerank(model=RERANKER, query="how do vaccines work", documents=DOCS, return_documents=True)
     assert [r.index for r in got.results] == order and got.results[0].document.text == DOCS[order[0]]
 
-    with pytest.raises(cohere.errors.NotFoundError) as missing:
+    with pytest.raises(NotFoundError) as missing:
         v2.rerank(model="rerank-v3.5", query="x", documents=["y"])
     assert "is not served" in missing.value.body["message"]
     r = httpx.post(f"{served.url}/v2/rerank", json={"query": "x", "documents": ["y"]})  # v2 requires model
