@@ -75,7 +75,9 @@ def rerank_scores(reranker, scores: np.ndarray, raw: bool) -> np.ndarray:
 
 
 def tei_info(runtime) -> dict:
-    """TEI's /info fields, for the default index's document model."""
+    """TEI's /info fields, for the default index's document model (none while loading)."""
+    if not runtime.indexes:
+        return {}
     live = runtime.get(None)
     model = live.encoder.document.model
     pooling = getattr(model[1], "pooling_mode", None) if len(model) > 1 else None
