@@ -13,12 +13,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from retriever.errors import IndexMismatchError, IndexNotFoundError, RetrieverError
+from service.api_errors import ApiPathMiddleware, api_path, error_body
 from service.deps import require_api_key
-from service.logs import configure_logging, request_id
+from service.logs import configure_logging
 from service.metrics import ServiceMetrics
 from service.middleware import RequestContext
 from service.openapi import error_responses, install_openapi
-from service.routes import documents, embed, ops, rerank, search
+from service.routes import cohere, docs, documents, embed, openai, ops, rerank, search
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -27,11 +28,10 @@ _FIELD = re.compile(r"[a-z_][a-z0-9_]*|\d+")
 
 
 def _error(status: int, message: str, path: str = "", headers: dict | None = None,
-           errors: list[dict] | None = None) -> JSONResponse:
-    """The one place that builds an error body: ``{"detail", "request_id"}`` (+ ``errors`` for a 422)."""
-    body = {"detail": message, "request_id": request_id.get()}
-    if errors is not None:
-        body["errors"] = errors
+           errors: list[dict] | None = None, **details) -> JSONResponse:
+    """The one place that builds an error body, in the shape of the API the path belongs to
+    (service/api_errors.py): ours is ``{"detail", "request_id"}`` (+ ``errors`` for a 422)."""
+    status, body = error_body(path or api_path.get(), status, message, errors=errors, **details)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
         yield
         await runtime.close()
 
-    app = FastAPI(title="retrieval-trainer service", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="retrieval-trainer service", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Dense search with calibrated relevance filtering, rerank, embeddings and "
                               "document upserts over FAISS indexes built by the `retriever` CLI.")
     app.state.runtime = runtime
@@ -80,21 +80,26 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
 
     @app.exception_handler(HTTPException)  # Starlette's: also unknown paths (404) and methods (405)
     async def _http(request: Request, exc: HTTPException):
-        return _error(exc.status_code, str(exc.detail), request.url.path, getattr(exc, "headers", None))
+        return _error(exc.status_code, str(exc.detail), request.url.path, getattr(exc, "headers", None),
+                      **getattr(exc, "details", {}))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        return _error(422, validation_message(exc), request.url.path, errors=jsonable_errors(exc))
+        message = validation_message(exc)
+        param = message.split(": ", 1)[0] if ": " in message else None
+        return _error(422, message, request.url.path, errors=jsonable_errors(exc), param=param)
 
     guarded = [Depends(require_api_key)] if settings.api_key else []  # OpenAPI declares Bearer only when set
     responses = error_responses(bool(settings.api_key))
     app.include_router(ops.probes)
-    routers = [ops.router] + [module.router for module in (search, rerank, embed, documents)]
+    app.include_router(docs.router)
+    routers = [ops.router] + [module.router for module in (search, rerank, embed, openai, cohere, documents)]
     for router in routers:
         app.include_router(router, dependencies=guarded, responses=responses)
     # the middleware checks the key of these routes before their body is read
     app.add_middleware(RequestContext, runtime=runtime, error=_error,
                        guarded=[route.path_regex for router in routers for route in router.routes])
+    app.add_middleware(ApiPathMiddleware)  # outermost: error bodies know the API of the path
     install_openapi(app, settings)
     return app
 

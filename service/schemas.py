@@ -101,54 +101,6 @@ class SearchResponse(BaseModel):
     timings_ms: dict[str, float]
 
 
-class RerankRequest(BaseModel):
-    query: str = Field(..., min_length=1)
-    documents: list[str] = Field(..., min_length=1)
-    top_n: int | None = Field(None, ge=1)
-    return_documents: bool = False
-
-
-class RerankResult(BaseModel):
-    index: int
-    relevance_score: float
-    document: str | None = None
-
-
-class RerankResponse(BaseModel):
-    model: str
-    results: list[RerankResult]
-
-
-class EmbedRequest(BaseModel):
-    inputs: str | list[str]
-    kind: Literal["query", "document"] = "query"
-    index: str | None = None
-
-
-class EmbedResponse(BaseModel):
-    model: str
-    embeddings: list[list[float]]
-
-
-class OpenAIEmbeddingRequest(BaseModel):
-    input: str | list[str]
-    model: str | None = None
-    encoding_format: Literal["float"] = "float"
-
-
-class OpenAIEmbedding(BaseModel):
-    object: Literal["embedding"] = "embedding"
-    index: int
-    embedding: list[float]
-
-
-class OpenAIEmbeddingResponse(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[OpenAIEmbedding]
-    model: str
-    usage: dict[str, int]
-
-
 class Document(StrictModel):
     id: CleanText = Field(..., min_length=1, max_length=512, description="May contain '/'")
     title: CleanText = ""

@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service.deps import get_runtime
 from service.runtime import Runtime
 from service.schemas import ReloadRequest
+from service.served import tei_info
 
 probes = APIRouter(tags=["health"])
 router = APIRouter(tags=["operations"])
@@ -37,8 +38,8 @@ async def metrics(runtime: Runtime = Depends(get_runtime)) -> Response:
 
 @router.get("/info")
 async def info(runtime: Runtime = Depends(get_runtime)) -> dict:
-    """Models, index manifests, adapters and the reranker."""
-    return {
+    """Models, index manifests, adapters and the reranker; plus TEI's /info fields for the default index."""
+    return tei_info(runtime) | {
         "indexes": {
             name: {
                 "manifest": live.manifest.model_dump(),

@@ -1,29 +1,109 @@
+"""Rerank in three dialects: TEI's and Cohere's (= Jina's) bodies on ``/rerank``, Cohere v1 on ``/v1/rerank`` and
+Cohere v2 on ``/v2/rerank``. A ``/rerank`` body with ``texts`` is TEI's (answered with TEI's bare list), one
+with ``documents`` is Cohere's (answered with Cohere's ``{id, results, meta}`` plus ``model``)."""
+
 from __future__ import annotations
 
-import numpy as np
-from fastapi import APIRouter, Depends
+from typing import Annotated, Any
 
+import numpy as np
+from fastapi import APIRouter, Body, Depends
+from pydantic import Discriminator, Tag
+
+from service.api_errors import ClientError
+from service.compat_schemas import (
+    CohereRerankResponse,
+    CohereRerankResult,
+    CohereRerankV1Request,
+    CohereRerankV2Request,
+    TEIRank,
+    TEIRerankRequest,
+)
 from service.deps import check_texts, get_runtime, too_large
+from service.logs import request_id
 from service.runtime import Runtime, Timer
-from service.schemas import RerankRequest, RerankResponse, RerankResult
+from service.served import check_reranker, rerank_scores
+from service.tokens import fit_rerank_documents, in_model_thread
 
 router = APIRouter(tags=["rerank"])
 
 
-@router.post("/rerank", response_model=RerankResponse, response_model_exclude_none=True)
-async def rerank(request: RerankRequest, runtime: Runtime = Depends(get_runtime)) -> RerankResponse:
-    """Cohere / TEI / infinity-style rerank: score every document against the query."""
+def _dialect(body: Any) -> str:
+    return "tei" if isinstance(body, dict) and "texts" in body else "cohere"
+
+
+RerankBody = Annotated[Annotated[TEIRerankRequest, Tag("tei")] | Annotated[CohereRerankV1Request, Tag("cohere")],
+                       Discriminator(_dialect)]
+
+
+async def _score(runtime: Runtime, query: str, documents: list[str], *, truncate: bool, side: str = "right",
+                 max_tokens: int | None = None) -> np.ndarray:
+    """The reranker's raw scores of ``documents`` against ``query``, within the limits of the service and of
+    the reranker's token budget."""
     s = runtime.settings
-    check_texts(runtime, [request.query])
-    too_large("number of documents", len(request.documents), s.max_rerank_documents, "max_rerank_documents")
-    too_large("longest document (characters)", max(len(d) for d in request.documents), s.max_document_chars,
+    check_reranker(runtime, None)
+    check_texts(runtime, [query], "queries")
+    too_large("number of documents", len(documents), s.max_rerank_documents, "max_rerank_documents")
+    too_large("longest document (characters)", max(len(d) for d in documents), s.max_document_chars,
               "max_document_chars")
+    fallback = runtime.get(None).encoder.document
+    documents = await in_model_thread(runtime, lambda: fit_rerank_documents(
+        runtime.reranker, fallback, query, documents, truncate=truncate, side=side, max_tokens=max_tokens))
     timer = Timer(runtime.metrics)
     with timer.stage("rerank"):
-        scores = await runtime.rerank_pairs([request.query] * len(request.documents), request.documents)
+        return await runtime.rerank_pairs([query] * len(documents), documents)
+
+
+def _document_text(doc: str | dict[str, str], i: int, fields: list[str] | None) -> str:
+    if isinstance(doc, str):
+        return doc
+    if fields:
+        text = "\n".join(f"{f}: {doc[f]}" for f in fields if f in doc)
+    else:
+        text = doc.get("text", "")
+    if not text.strip():
+        raise ClientError(400, f"documents[{i}] has no text: give it a 'text' field, or name its fields in "
+                               "rank_fields", param="documents")
+    return text
+
+
+async def _cohere(runtime: Runtime, request: CohereRerankV1Request | CohereRerankV2Request,
+                  version: str) -> CohereRerankResponse:
+    check_reranker(runtime, request.model)
+    fields = getattr(request, "rank_fields", None)
+    texts = [_document_text(d, i, fields) for i, d in enumerate(request.documents)]
+    raw = await _score(runtime, request.query, texts, truncate=True, max_tokens=request.max_tokens_per_doc)
+    scores = rerank_scores(runtime.reranker, raw, raw=False)
     order = np.argsort(-scores, kind="stable")[: request.top_n or len(scores)]
-    return RerankResponse(model=runtime.reranker.name, results=[
-        RerankResult(index=int(i), relevance_score=float(scores[i]),
-                     document=request.documents[i] if request.return_documents else None)
-        for i in order
-    ])
+    keep = getattr(request, "return_documents", False)
+    results = [CohereRerankResult(index=int(i), relevance_score=float(scores[i]), document=(
+        ({"text": d} if isinstance(d := request.documents[i], str) else dict(d)) if keep else None)) for i in order]
+    return CohereRerankResponse(id=request_id.get() or "", results=results, meta={"api_version": {"version": version}})
+
+
+@router.post("/rerank", response_model=list[TEIRank] | CohereRerankResponse, response_model_exclude_none=True)
+async def rerank(request: Annotated[RerankBody, Body()],
+                 runtime: Runtime = Depends(get_runtime)) -> list[TEIRank] | CohereRerankResponse:
+    """TEI body (`texts`): a list of `{index, score, text?}`, best first, every text ranked; scores in [0, 1]
+    (a sigmoid over cross-encoder logits) unless `raw_scores`. Cohere/Jina body (`documents`): Cohere's response."""
+    if isinstance(request, CohereRerankV1Request):
+        response = await _cohere(runtime, request, "1")
+        response.model = runtime.reranker.name
+        return response
+    raw = await _score(runtime, request.query, request.texts, truncate=request.truncate,
+                       side=request.truncation_direction.lower())
+    scores = rerank_scores(runtime.reranker, raw, raw=request.raw_scores)
+    return [TEIRank(index=int(i), score=float(scores[i]), text=request.texts[i] if request.return_text else None)
+            for i in np.argsort(-scores, kind="stable")]
+
+
+@router.post("/v1/rerank", response_model=CohereRerankResponse, response_model_exclude_none=True)
+async def rerank_v1(request: CohereRerankV1Request, runtime: Runtime = Depends(get_runtime)) -> CohereRerankResponse:
+    """Cohere v1 rerank (Jina's rerank API has the same shape)."""
+    return await _cohere(runtime, request, "1")
+
+
+@router.post("/v2/rerank", response_model=CohereRerankResponse, response_model_exclude_none=True)
+async def rerank_v2(request: CohereRerankV2Request, runtime: Runtime = Depends(get_runtime)) -> CohereRerankResponse:
+    """Cohere v2 rerank."""
+    return await _cohere(runtime, request, "2")
