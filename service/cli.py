@@ -11,6 +11,9 @@ def serve_command(
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000, min=1, max=65535),
     api_key: str | None = typer.Option(None, envvar="RETRIEVER_API_KEY", help="Require Authorization: Bearer KEY."),
+    backend: str | None = typer.Option(None, "--backend", help="torch | onnx | onnx-int8 | auto (default, "
+                                                               "$RETRIEVER_BACKEND: the fastest exported backend "
+                                                               "that passed its guard)."),
 ) -> None:
     """Serve search, rerank, embeddings and document upserts over REST (FastAPI + uvicorn)."""
     import uvicorn
@@ -18,7 +21,7 @@ def serve_command(
     from service.app import create_app
     from service.settings import Settings
 
-    overrides = {"indexes": index, "reranker": reranker, "api_key": api_key}
+    overrides = {"indexes": index, "reranker": reranker, "api_key": api_key, "backend": backend}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, workers=1)
 

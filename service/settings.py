@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,8 @@ class Settings(BaseSettings):
     reranker: str | None = Field(None, description="Reranker folder (cross-encoder or causal LM)")
     api_key: str | None = Field(None, description="Bearer key required on every route but the health probes")
     use_gpu: bool = True
+    backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto", description="Encoder and cross-encoder runtime; auto: the fastest exported one that passed its guard")
 
     max_query_chars: int = 2048
     max_batch: int = 64

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from retriever.cli.backend_option import BackendOpt, use_backend
+
 
 def _config(model, config_file: Path | None, params: dict):
     """The flags that were given (``None`` = not given) over the YAML file, validated as ``model``."""
@@ -90,8 +92,10 @@ def mine_command(
     sampling: str = typer.Option("top", help="top | random (with --n-keep)"),
     n_keep: int | None = typer.Option(None, min=1, help="Keep this many per query."),
     seed: int = typer.Option(42),
+    backend: str | None = BackendOpt,
 ) -> None:
     """Mine static hard negatives for training (STAR) from an index; labelled positives never appear."""
+    use_backend(backend)
     from retriever.data import load_dataset
     from retriever.pipeline import open_index
     from training.negatives import MiningParams, mine_hard_negatives

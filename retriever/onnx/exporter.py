@@ -48,14 +48,16 @@ def model_kind(path: str) -> str:
 
     target, _ = resolve_model_path(path)
     folder = Path(target)
-    if (folder / "towers.json").is_file() or (folder / "modules.json").is_file() or not folder.is_dir():
+    if (folder / "towers.json").is_file() or not folder.is_dir():
         return "bi-encoder"
     if reranker_arch(target) == "causal-lm":
         raise ModelError("causal-LM rerankers have no ONNX export here; use --backend torch")
     config = folder / "config.json"
-    architectures = json.loads(config.read_text()).get("architectures", []) if config.is_file() else []
+    architectures = json.loads(config.read_text()).get("architectures") or [] if config.is_file() else []
     if any(a.endswith("ForSequenceClassification") for a in architectures):
         return "cross-encoder"
+    if (folder / "modules.json").is_file():
+        return "bi-encoder"
     raise ModelError(f"'{path}' is neither a sentence-transformers model nor a cross-encoder folder")
 
 
