@@ -20,6 +20,7 @@ def onnx_command(
     guard_data: str = typer.Option("scifact", help="Dataset whose --guard-split the int8 guard evaluates on; "
                                                    "'none' for fp32 only (its sample guard uses fixed texts)."),
     guard_split: str = typer.Option("dev", help="Split of --guard-data the int8 guard evaluates."),
+    guard_depth: int = typer.Option(20, min=1, help="Cross-encoders: BM25 candidates per guard query reranked."),
     kind: str = typer.Option("auto", help="auto | bi-encoder | cross-encoder"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -34,7 +35,7 @@ def onnx_command(
         raise typer.BadParameter(f"unknown quantization '{quantize}' (int8)", param_hint="--quantize")
     data = None if guard_data.lower() == "none" else guard_data
     exports = export_onnx(model, quantize=quantize, optimize=optimize, guard_data=data, guard_split=guard_split,
-                          kind=kind)
+                          kind=kind, guard_depth=guard_depth)
     table = Table(title=f"ONNX export of {model}")
     for column in ("folder", "backend", "file", "passed", "guard"):
         table.add_column(column)

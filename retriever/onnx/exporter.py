@@ -85,12 +85,12 @@ def _export_fp32(tower: Tower, kind: str, optimize: bool, sample: tuple[list[str
         raise ModelError(f"refusing the fp32 export of {tower.folder.parent}: {reason}")
 
 
-def _quality(towers: list[Tower], kind: str, backend: str, dataset, split: str) -> float:
+def _quality(towers: list[Tower], kind: str, backend: str, dataset, split: str, depth: int = 20) -> float:
     """nDCG@10 on the guard split with every tower on ``backend``'s file."""
     entries = [t.manifest.backends[backend] for t in towers]
     models = [OnnxModel(t.folder / e.file, sha256=e.sha256) for t, e in zip(towers, entries, strict=True)]
     if kind == "cross-encoder":
-        return guard.rerank_ndcg(towers[0].model, models[0], dataset, split)
+        return guard.rerank_ndcg(towers[0].model, models[0], dataset, split, depth)
     from retriever.encoders import BiEncoder, EmbeddingCache
 
     cache = EmbeddingCache()  # the shared one: later evaluations on this backend reuse the guard's vectors
@@ -103,10 +103,10 @@ def _quality(towers: list[Tower], kind: str, backend: str, dataset, split: str) 
     return guard.dense_ndcg(BiEncoder(encoders[-1], encoders[0]), dataset, split)
 
 
-def _guard_int8(towers: list[Tower], kind: str, dataset, split: str) -> dict:
+def _guard_int8(towers: list[Tower], kind: str, dataset, split: str, depth: int) -> dict:
     """Quantize every tower; keep int8 if nDCG@10 holds, else retry with the sensitive layers in fp32,
     else refuse (the int8 files are deleted)."""
-    fp32_ndcg = _quality(towers, kind, "onnx", dataset, split)
+    fp32_ndcg = _quality(towers, kind, "onnx", dataset, split, depth)
     target = int8_file_name()
     attempts: list[dict] = []
     for keep_fp32 in (False, True):
@@ -114,7 +114,7 @@ def _guard_int8(towers: list[Tower], kind: str, dataset, split: str) -> dict:
             exclude = ex.sensitive_nodes(tower.fp32) if keep_fp32 else []
             path = ex.quantize_int8(tower.fp32, tower.folder / target, exclude)
             tower.record("onnx-int8", path, False, {"fp32_layers": len(exclude)})
-        int8_ndcg = _quality(towers, kind, "onnx-int8", dataset, split)
+        int8_ndcg = _quality(towers, kind, "onnx-int8", dataset, split, depth)
         reason = guard.int8_verdict(fp32_ndcg, int8_ndcg)
         attempts.append({"sensitive_layers_fp32": keep_fp32, "ndcg@10_int8": int8_ndcg, "refused": reason})
         logger.info("int8 (sensitive layers in fp32: %s): nDCG@10 %.4f vs fp32 %.4f", keep_fp32, int8_ndcg,
@@ -122,6 +122,8 @@ def _guard_int8(towers: list[Tower], kind: str, dataset, split: str) -> dict:
         if reason is None:
             break
     checks = {"dataset": dataset.name, "split": split, "ndcg@10_fp32": fp32_ndcg, "attempts": attempts}
+    if kind == "cross-encoder":
+        checks["first_stage"] = f"bm25 top {depth}"
     for tower in towers:
         entry = tower.manifest.backends["onnx-int8"]
         checks_t = checks | {"fp32_layers": entry.guard["fp32_layers"]}
@@ -133,8 +135,10 @@ def _guard_int8(towers: list[Tower], kind: str, dataset, split: str) -> dict:
 
 
 def export_onnx(model: str, quantize: str | None = None, optimize: bool = False, guard_data: str | None = "scifact",
-                guard_split: str = "dev", kind: str = "auto") -> list[tuple[Path, ExportManifest]]:
-    """Export ``model`` and guard every backend; returns each tower's ONNX folder and export manifest."""
+                guard_split: str = "dev", kind: str = "auto",
+                guard_depth: int = 20) -> list[tuple[Path, ExportManifest]]:
+    """Export ``model`` and guard every backend; returns each tower's ONNX folder and export manifest. A
+    cross-encoder's int8 guard reranks BM25's top ``guard_depth`` of each guard query."""
     from retriever.data import load_dataset
 
     if quantize not in (None, "int8"):
@@ -149,7 +153,7 @@ def export_onnx(model: str, quantize: str | None = None, optimize: bool = False,
         _export_fp32(tower, kind, optimize, sample)
         tower.save()
     if quantize:
-        verdict = _guard_int8(towers, kind, dataset, guard_split)
+        verdict = _guard_int8(towers, kind, dataset, guard_split, guard_depth)
         for tower in towers:
             tower.save()
         if not verdict["passed"]:
