@@ -171,3 +171,28 @@ def test_cross_encoder_export_scores_like_torch(tiny_model_dir: Path, tmp_path: 
     onnx_reranker = load_reranker(str(tmp_path / "ce"), backend="onnx")
     assert onnx_reranker.backend == "onnx"
     np.testing.assert_allclose(onnx_reranker.score_pairs(queries, docs), torch_scores, atol=1e-4)
+
+
+def test_index_build_store_option_and_the_deprecated_backend_spelling(model_dir: Path, tiny_dir: Path,
+                                                                      tmp_path: Path, caplog, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from retriever.cli import app
+    from retriever.onnx.files import BACKEND_ENV
+
+    monkeypatch.setenv(BACKEND_ENV, "torch")  # --backend sets it for the process: restored after the test
+
+    runner = CliRunner()
+    base = ["index", "build", "--data", str(tiny_dir), "--model", str(model_dir), "--root", str(tmp_path), "--json"]
+    with caplog.at_level(logging.WARNING, logger="retriever.cli.index_commands"):
+        old = runner.invoke(app, [*base, "--name", "old", "--backend", "faiss"])
+    assert old.exit_code == 0, old.output
+    assert "--backend faiss names a vector store: use --store faiss" in caplog.text
+    new = runner.invoke(app, [*base, "--name", "new", "--store", "faiss", "--backend", "torch"])
+    assert new.exit_code == 0, new.output
+    info = json.loads(new.stdout[new.stdout.index("{"):])
+    assert info["store"] == "faiss" and info["inference_backend"] == "torch" and info["count"] == 12
+    missing = runner.invoke(app, [*base, "--name", "x", "--backend", "onnx"])  # not exported: a clear error
+    assert isinstance(missing.exception, ModelError) and "has no onnx export" in str(missing.exception)
+    bad = runner.invoke(app, [*base, "--name", "x", "--backend", "tensorrt"])
+    assert bad.exit_code == 2 and "unknown backend 'tensorrt'" in bad.output
