@@ -117,9 +117,14 @@ def quantize_int8(source: Path, target: Path, exclude: list[str] | None = None) 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), per_channel=True, weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Attention"], nodes_to_exclude=exclude or [],
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True})
+    root = logging.getLogger()
+    level, root.level = root.level, max(root.level, logging.WARNING)  # the quantizer logs every tensor at INFO
+    try:
+        quantize_dynamic(str(source), str(target), per_channel=True, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Attention"], nodes_to_exclude=exclude or [],
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True})
+    finally:
+        root.setLevel(level)
     return target
 
 
