@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -145,7 +147,8 @@ def serve_scenarios(index: str, dataset: str, queries: list[str], docs: list[str
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "retriever", "serve", "--index", str(ROOT / "indexes" / index), "--port",
            str(port), "--reranker", str(cross_encoder_dir())] + (["--backend", backend] if backend else [])
-    server = start(cmd, url, "/ready", env={"RETRIEVER_LOG_JSON": "false"})
+    cache = tempfile.mkdtemp(prefix="serve-load-cache-")  # queries are encoded, not found in the warm cache
+    server = start(cmd, url, "/ready", env={"RETRIEVER_LOG_JSON": "false", "RETRIEVER_CACHE_DIR": cache})
     label = "all-MiniLM-L6-v2" + (f" {backend}" if backend else "") + (f" {mode}" if mode else "")
     try:
         for method, (path, make) in scenarios(docs, mode).items():
@@ -159,6 +162,7 @@ def serve_scenarios(index: str, dataset: str, queries: list[str], docs: list[str
     finally:
         server.terminate()
         server.wait(timeout=60)
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def run_peer(peer_bin: str | None, dataset: str, queries: list[str], docs: list[str], per_level: int,
