@@ -140,7 +140,9 @@ def export_onnx(model: str, quantize: str | None = None, optimize: bool = False,
     """Export ``model`` and guard every backend; returns each tower's ONNX folder and export manifest. A
     cross-encoder's int8 guard reranks BM25's top ``guard_depth`` of each guard query."""
     from retriever.data import load_dataset
+    from retriever.onnx.runtime import require_onnxruntime
 
+    require_onnxruntime()
     if quantize not in (None, "int8"):
         raise ModelError(f"unknown quantization '{quantize}' (int8)")
     kind = model_kind(model) if kind == "auto" else kind

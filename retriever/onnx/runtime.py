@@ -27,11 +27,19 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def require_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelError("the ONNX backends need onnxruntime and onnx: pip install 'retrieval-trainer[onnx]'") from None
+    return onnxruntime
+
+
 class OnnxModel:
     """One ONNX Runtime session on the CPU; ``run`` feeds the inputs the graph declares."""
 
     def __init__(self, path: Path, threads: int | None = None, sha256: str = "") -> None:
-        import onnxruntime as ort
+        ort = require_onnxruntime()
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
