@@ -53,7 +53,7 @@ def test_fp32_export_matches_torch_and_has_its_own_cache_namespace(model_dir: Pa
 
 def _fake_quality(values: list[float]):
     calls = iter(values)
-    return lambda towers, kind, backend, dataset, split: next(calls)
+    return lambda towers, kind, backend, dataset, split, depth=20: next(calls)
 
 
 def test_int8_refused_when_it_loses_ndcg_even_with_sensitive_layers_in_fp32(model_dir: Path, tiny_dir: Path,
