@@ -1,6 +1,7 @@
 """Issue 9: service latency and throughput on loopback, and the same model behind a peer server.
 
     python -m bench.serve_load --index scifact-zero-shot --dataset scifact
+    python -m bench.serve_load --backend torch --backend onnx-int8 --only serve-search --only serve-embed
 
 Starts ``retriever serve`` on 127.0.0.1, drives it with a bounded async load generator (httpx) at
 concurrency 1, 8 and 32, and records p50/p95/p99 latency and QPS for search (no filter, calibrated filter,
@@ -16,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -107,40 +110,59 @@ def main(
     per_level: int = typer.Option(48, help="Requests per concurrency level (at least 2 x concurrency)."),
     peer_bin: str | None = typer.Option(None, help="The infinity_emb script of an environment that has it."),
     only: list[str] = typer.Option([], help="Run only these scenarios (e.g. serve-embed, peer)."),
+    backend: list[str] = typer.Option([], "--backend", help="Serve on these runtimes, one after the other "
+                                                            "(torch, onnx, onnx-int8, auto); default: the "
+                                                            "server's default."),
+    mode: str | None = typer.Option(None, help="dense | lexical | hybrid: sent as the /search body's 'mode' "
+                                               "(default: not sent, the server's default)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if mode not in (None, "dense", "lexical", "hybrid"):
+        raise typer.BadParameter(f"unknown mode '{mode}'", param_hint="--mode")
     data = load_dataset(dataset)
     queries = list(data.split_queries("test").values())
     docs = data.doc_texts()[:200]
-    model_name = "all-MiniLM-L6-v2"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    reranker = cross_encoder_dir()
-    server = start([sys.executable, "-m", "retriever", "serve", "--index", str(ROOT / "indexes" / index),
-                    "--port", str(port), "--reranker", str(reranker)], url, "/ready",
-                   env={"RETRIEVER_LOG_JSON": "false"})
-    scenarios = {
-        "serve-search": ("/search", lambda q, i: {"query": q, "top_k": 10, "filter": "none"}),
-        "serve-search-filtered": ("/search", lambda q, i: {"query": q, "top_k": 100, "filter": "calibrated"}),
+    for runtime in backend or [None]:
+        serve_scenarios(index, dataset, queries, docs, per_level, only, runtime, mode)
+    if not only or "peer" in only:
+        run_peer(peer_bin, dataset, queries, docs, per_level, cross_encoder_dir())
+
+
+def scenarios(docs: list[str], mode: str | None) -> dict:
+    extra = {"mode": mode} if mode else {}
+    return {
+        "serve-search": ("/search", lambda q, i: {"query": q, "top_k": 10, "filter": "none"} | extra),
+        "serve-search-filtered": ("/search", lambda q, i: {"query": q, "top_k": 100, "filter": "calibrated"} | extra),
         "serve-search-rerank": ("/search", lambda q, i: {"query": q, "top_k": 10, "rerank": True,
-                                                         "rerank_depth": 20, "filter": "none"}),
+                                                         "rerank_depth": 20, "filter": "none"} | extra),
         "serve-embed": ("/embed", lambda q, i: {"inputs": [q]}),
         "serve-rerank": ("/rerank", lambda q, i: {"query": q, "documents": docs[i % 180: i % 180 + 20]}),
     }
+
+
+def serve_scenarios(index: str, dataset: str, queries: list[str], docs: list[str], per_level: int,
+                    only: list[str], backend: str | None, mode: str | None) -> None:
+    """Start ``retriever serve`` (on ``backend``), drive every scenario at each concurrency, record."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "retriever", "serve", "--index", str(ROOT / "indexes" / index), "--port",
+           str(port), "--reranker", str(cross_encoder_dir())] + (["--backend", backend] if backend else [])
+    cache = tempfile.mkdtemp(prefix="serve-load-cache-")  # queries are encoded, not found in the warm cache
+    server = start(cmd, url, "/ready", env={"RETRIEVER_LOG_JSON": "false", "RETRIEVER_CACHE_DIR": cache})
+    label = "all-MiniLM-L6-v2" + (f" {backend}" if backend else "") + (f" {mode}" if mode else "")
     try:
-        for method, (path, make) in scenarios.items():
+        for method, (path, make) in scenarios(docs, mode).items():
             if only and method not in only:
                 continue
             for c in CONCURRENCY:
                 payloads = [make(queries[i % len(queries)], i) for i in range(n_requests(c, per_level))]
                 stats = asyncio.run(drive(url, path, payloads, c))
-                logger.info("%s c=%d: %s", method, c, stats)
-                record(dataset, "test", method, f"{model_name} c={c}", stats, stats["requests"] / stats["qps"])
+                logger.info("%s %s c=%d: %s", method, label, c, stats)
+                record(dataset, "test", method, f"{label} c={c}", stats, stats["requests"] / stats["qps"])
     finally:
         server.terminate()
         server.wait(timeout=60)
-    if not only or "peer" in only:
-        run_peer(peer_bin, dataset, queries, docs, per_level, reranker)
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def run_peer(peer_bin: str | None, dataset: str, queries: list[str], docs: list[str], per_level: int,

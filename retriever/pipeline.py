@@ -62,6 +62,7 @@ def build_index(
         query_model_fingerprint=None if encoder.shared else encoder.query.fingerprint,
         dimension=encoder.dimension,
         index_spec=spec,
+        inference_backend=encoder.backend,
         data_source=DataSource(dataset=dataset.name, path=str(dataset.path), sha256=dataset.content_hash),
     )
     path = save_index(index, manifest, folder)
@@ -82,6 +83,10 @@ def open_index(
     index, manifest = load_index(
         name_or_path, model_fingerprint=encoder.document.fingerprint, dimension=encoder.dimension, use_gpu=use_gpu
     )
+    if manifest.inference_backend != encoder.backend:  # same weights, other precision: usable, but say so
+        logger.warning("index '%s' was encoded on the %s backend; queries now run on %s (rebuild it with "
+                       "--backend %s to match)", manifest.name, manifest.inference_backend, encoder.backend,
+                       encoder.backend)
     return index, manifest, encoder
 
 

@@ -17,6 +17,9 @@ def serve_command(
     fallback_to_previous: bool = typer.Option(
         False, "--fallback-to-previous", envvar="RETRIEVER_FALLBACK_TO_PREVIOUS",
         help="If an index's current version is damaged, serve the previous one kept on disk (logged at ERROR)."),
+    backend: str | None = typer.Option(None, "--backend", help="torch | onnx | onnx-int8 | auto (default, "
+                                                               "$RETRIEVER_BACKEND: the fastest exported backend "
+                                                               "that passed its guard)."),
 ) -> None:
     """Serve search, rerank, embeddings and document upserts over REST (FastAPI + uvicorn)."""
     import uvicorn
@@ -25,7 +28,7 @@ def serve_command(
     from service.settings import Settings
 
     overrides = {"indexes": index, "reranker": reranker, "api_key": api_key,
-                 "fallback_to_previous": fallback_to_previous or None}
+                 "fallback_to_previous": fallback_to_previous or None, "backend": backend}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     # Idle keep-alive connections close after keep_alive_s; a body that stalls gets a 408 after
     # body_timeout_s (RequestContext); request heads are bounded by h11.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ import torch
 from retriever.encoders import TextEncoder
 from retriever.errors import IndexMismatchError, IndexNotFoundError, RetrieverError
 from retriever.live import LiveIndex
+from retriever.onnx.files import BACKEND_ENV
 from retriever.pipeline import search_texts
 from retriever.rerank import BiEncoderReranker, Reranker, load_reranker
 from service.batching import MicroBatcher
@@ -43,6 +45,7 @@ class Runtime:
     def __init__(self, settings: Settings, metrics: ServiceMetrics) -> None:
         self.settings, self.metrics = settings, metrics
         torch.set_num_threads(settings.torch_threads)
+        os.environ[BACKEND_ENV] = settings.backend  # the default of every encoder and reranker loaded below
         self.model_executor = ThreadPoolExecutor(1, thread_name_prefix="model")  # one model call at a time
         self.index_executor = ThreadPoolExecutor(1, thread_name_prefix="index")  # index reads/writes serialised
         self.indexes: dict[str, LiveIndex] = {}

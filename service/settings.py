@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,8 @@ class Settings(BaseSettings):
     use_gpu: bool = True
     fallback_to_previous: bool = Field(False, description="Serve the previous saved version of an index whose "
                                                           "current version is damaged (logged at ERROR)")
+    backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto", description="Encoder and cross-encoder runtime; auto: the fastest exported one that passed its guard")
 
     max_query_chars: int = limits.MAX_QUERY_CHARS
     max_batch: int = limits.MAX_BATCH

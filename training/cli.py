@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from retriever.cli.backend_option import BackendOpt, use_backend
+
 
 def _config(model, config_file: Path | None, params: dict):
     """The flags that were given (``None`` = not given) over the YAML file, validated as ``model``."""
@@ -91,8 +93,10 @@ def mine_command(
     n_keep: int | None = typer.Option(None, min=1, help="Keep this many per query."),
     seed: int = typer.Option(42),
     force: bool = typer.Option(False, "--force", help="Run even if the dataset is not the index's."),
+    backend: str | None = BackendOpt,
 ) -> None:
     """Mine static hard negatives for training (STAR) from an index; labelled positives never appear."""
+    use_backend(backend)
     from retriever.data import load_dataset
     from retriever.index.manifest import check_data_source
     from retriever.index.store import index_manifest

@@ -14,6 +14,7 @@ import typer
 
 from retriever.cli.calibrate_command import calibrate_command
 from retriever.cli.data_commands import data_app
+from retriever.cli.export_command import export_app
 from retriever.cli.index_commands import eval_command, index_app, rerank_command, search_command
 from retriever.errors import RetrieverError
 
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(index_app, name="index")
 app.add_typer(data_app, name="data")
+app.add_typer(export_app, name="export")
 app.command("search")(search_command)
 app.command("eval")(eval_command)
 app.command("rerank")(rerank_command)

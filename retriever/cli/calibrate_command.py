@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from retriever.cli.backend_option import BackendOpt, use_backend
 from retriever.cli.common import ForceOpt, emit
 from retriever.data import load_dataset
 from retriever.filtering import calibrate, plot_calibration
@@ -26,9 +27,11 @@ def calibrate_command(
     png: Path | None = typer.Option(None, help="PR-curve PNG (default: beside the index)."),
     save: bool = typer.Option(True, help="Store adapter and threshold in the index (a new version)."),
     force: bool = ForceOpt,
+    backend: str | None = BackendOpt,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Fit a Cosine Adapter (Rossi et al., CIKM 2024) and pick one global threshold for the index."""
+    use_backend(backend)
     if mapping not in ("linear", "sqrt", "quadratic", "power"):
         raise typer.BadParameter(f"unknown mapping '{mapping}'", param_hint="--mapping")
     dataset = load_dataset(data)

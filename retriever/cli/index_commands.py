@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import typer
 from rich.table import Table
 
 from retriever import limits
+from retriever.cli.backend_option import BackendOpt, use_backend
 from retriever.cli.common import ForceOpt, emit, metrics_table
 from retriever.data import load_dataset
 from retriever.encoders import BiEncoder
@@ -19,6 +21,8 @@ from retriever.index.manifest import check_data_source
 from retriever.index.store import index_manifest
 from retriever.pipeline import build_index, evaluate_index, open_index, rerank_evaluation, search_texts
 
+logger = logging.getLogger(__name__)
+STORES = ("faiss", "milvus")
 index_app = typer.Typer(help="Build and inspect FAISS indexes.", no_args_is_help=True)
 
 DataOpt = typer.Option(..., "--data", "-d", help="Dataset name (on the data path) or BEIR folder.")
@@ -34,21 +38,28 @@ def build_command(
     query_model: str | None = typer.Option(None, help="Separate query tower, if any."),
     spec: str = typer.Option("Flat", help="FAISS factory string: Flat, HNSW32, IVF256,Flat, IVF256,PQ16 ..."),
     root: Path | None = typer.Option(None, help="Index folder (default $RETRIEVER_INDEX_DIR or indexes/)."),
-    backend: str = typer.Option("faiss", help="faiss (in process) | milvus (Lite file or server)."),
+    store: str = typer.Option("faiss", "--store", help="Vector store: faiss (in process) | milvus (Lite file or "
+                                                       "server)."),
     uri: str | None = typer.Option(None, help="Milvus URI: http://host:19530, or a file for Milvus Lite "
                                               "(default: <index folder>/milvus.db)."),
     batch_size: int = typer.Option(64, min=1),
+    backend: str | None = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Encode a dataset's corpus and save a FAISS index."""
+    if backend in STORES:  # before --store existed, --backend named the vector store
+        logger.warning("--backend %s names a vector store: use --store %s (--backend is now the inference "
+                       "runtime: torch | onnx | onnx-int8 | auto)", backend, backend)
+        store, backend = backend, None
+    use_backend(backend)
     dataset = load_dataset(data)
     encoder = BiEncoder.load(model, query_model=query_model, show_progress=True, batch_size=batch_size)
     start = time.perf_counter()
-    index, manifest, path = build_index(dataset, encoder, name, spec=spec, root=root, backend=backend, uri=uri)
+    index, manifest, path = build_index(dataset, encoder, name, spec=spec, root=root, backend=store, uri=uri)
     info = manifest.model_dump() | {"path": str(path), "seconds": round(time.perf_counter() - start, 2)}
     table = Table(title=f"index '{name}'")
-    info["backend"] = backend
-    for key in ("path", "backend", "model_id", "dimension", "index_spec", "count", "seconds"):
+    info["store"] = store
+    for key in ("path", "store", "inference_backend", "model_id", "dimension", "index_spec", "count", "seconds"):
         table.add_row(key, str(info[key]))
     emit(info, as_json, table)
 
@@ -148,10 +159,12 @@ def eval_command(
     rerank: str | None = typer.Option(None, "--rerank", help="Reranker folder (train-reranker output) or smollm2."),
     rerank_depth: int = typer.Option(100, min=1, help="Candidates per query the reranker re-scores."),
     force: bool = ForceOpt,
+    backend: str | None = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Evaluate an index on a split: nDCG@10, MRR@10, R@100, MAP@100 and global/per-query AUC; with
     --rerank, also the reranked top --rerank-depth."""
+    use_backend(backend)
     dataset = load_dataset(data)
     check_data_source(index_manifest(index), dataset, force)
     encoder = BiEncoder.load(model, show_progress=True) if model else None
@@ -180,9 +193,11 @@ def rerank_command(
     reranker: str = typer.Option(..., "--reranker", "-r", help="Reranker folder (train-reranker output) or smollm2."),
     depth: int = typer.Option(20, "--depth", min=1, max=1000, help="Candidates retrieved, then re-scored."),
     k: int = typer.Option(10, "--top-k", "-k", min=1),
+    backend: str | None = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Retrieve the top --depth from an index and rerank them."""
+    use_backend(backend)
     from retriever.pipeline import rerank_texts
 
     limits.check_queries(query)

@@ -52,6 +52,11 @@ class BiEncoder:
         return self.query is self.document
 
     @property
+    def backend(self) -> str:
+        """The runtime of the document tower (the one whose vectors an index stores)."""
+        return self.document.backend
+
+    @property
     def dimension(self) -> int:
         return self.document.dimension
 

@@ -6,13 +6,16 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
 from retriever.encoders.cache import EmbeddingCache, text_keys
 from retriever.errors import ModelError
+
+if TYPE_CHECKING:
+    from retriever.onnx.runtime import OnnxModel
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +90,15 @@ class TextEncoder:
         cache: EmbeddingCache | None = None,
         batch_size: int = 64,
         show_progress: bool = False,
+        onnx: OnnxModel | None = None,
+        backend: str = "torch",
     ) -> None:
+        """``onnx`` (an exported graph of ``model``) runs the model in ONNX Runtime; ``backend`` names it
+        (``onnx`` or ``onnx-int8``) in the cache namespace, so vectors of different precisions never mix."""
+        if (onnx is None) != (backend == "torch"):
+            raise ValueError("backend 'torch' runs without an ONNX model, every other backend with one")
+        self.onnx = onnx
+        self.backend = backend
         self.model = model
         self.model_id = model_id
         self.cache = cache
@@ -101,12 +112,26 @@ class TextEncoder:
         name_or_path: str = "default",
         device: str | None = None,
         cache: EmbeddingCache | None | bool = True,
+        backend: str | None = None,
         **kwargs,
     ) -> TextEncoder:
-        _, model_id = resolve_model_path(name_or_path)
+        """``backend``: torch, onnx, onnx-int8 or auto (the fastest exported one that passed its guard);
+        default ``$RETRIEVER_BACKEND``, else torch."""
+        from retriever.onnx.files import check_backend_name, default_backend
+
+        backend = check_backend_name(backend or default_backend())
+        target, model_id = resolve_model_path(name_or_path)
         model = load_sentence_transformer(name_or_path, device=device)
         store = EmbeddingCache() if cache is True else (cache or None)
-        return cls(model, model_id, store, **kwargs)
+        onnx, fingerprint = None, None
+        if backend != "torch" and not (backend == "auto" and model.device.type != "cpu"):  # auto on a GPU: torch
+            from retriever.onnx.runtime import open_export
+
+            fingerprint = model_fingerprint(model)
+            backend, onnx = open_export(target, model_id, fingerprint, backend)
+        encoder = cls(model, model_id, store, onnx=onnx, backend="torch" if onnx is None else backend, **kwargs)
+        encoder._fingerprint = fingerprint
+        return encoder
 
     @property
     def fingerprint(self) -> str:
@@ -130,7 +155,7 @@ class TextEncoder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if self.cache is None:
             return self._encode_model(texts, side)
-        namespace = f"{self.fingerprint}-{side}"
+        namespace = self.cache_namespace(side)
         keys = text_keys(texts)
         rows, hit = self.cache.lookup(namespace, keys)
         if not hit.all():
@@ -140,7 +165,18 @@ class TextEncoder:
             rows, hit = self.cache.lookup(namespace, keys)
         return self.cache.vectors(namespace)[rows]
 
+    def cache_namespace(self, side: Side) -> str:
+        """Torch vectors keep the plain ``<fingerprint>-<side>``; ONNX ones add the backend and the graph
+        file's hash, so a re-export (say with other layers kept in fp32) never reuses stale vectors."""
+        if self.onnx is None:
+            return f"{self.fingerprint}-{side}"
+        return f"{self.fingerprint}-{self.backend}-{self.onnx.tag}-{side}"
+
     def _encode_model(self, texts: list[str], side: Side) -> np.ndarray:
+        if self.onnx is not None:
+            from retriever.onnx.runtime import encode_onnx
+
+            return encode_onnx(self.model, self.onnx, texts, side, self.batch_size, self.show_progress)
         encode = self.model.encode_query if side == "query" else self.model.encode_document
         with torch.inference_mode():
             vectors = encode(

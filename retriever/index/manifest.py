@@ -29,7 +29,8 @@ class IndexManifest(BaseModel):
     metric: str = "inner_product"
     normalized: bool = True
     index_spec: str = "Flat"
-    backend: str = "faiss"
+    backend: str = "faiss"  # the vector store
+    inference_backend: str = "torch"  # the runtime that encoded the documents: torch | onnx | onnx-int8
     backend_options: dict[str, Any] = Field(default_factory=dict)
     count: int = 0
     data_source: DataSource | None = None

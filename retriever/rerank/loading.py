@@ -27,14 +27,21 @@ def reranker_arch(path: str) -> str:
     return "cross-encoder"
 
 
-def load_reranker(path: str, batch_size: int | None = None, max_length: int | None = None, device: str | None = None):
-    """The reranker the CLI, the evaluation and the service all use."""
+def load_reranker(path: str, batch_size: int | None = None, max_length: int | None = None, device: str | None = None,
+                  backend: str | None = None):
+    """The reranker the CLI, the evaluation and the service all use. ``backend`` (torch, onnx, onnx-int8,
+    auto; default ``$RETRIEVER_BACKEND``) applies to cross-encoders; causal LMs always run on torch."""
+    from retriever.onnx.files import check_backend_name, default_backend
+
     if not path:
         raise ModelError("no reranker path given")
+    backend = check_backend_name(backend or default_backend())
     if reranker_arch(path) == "causal-lm":
         from retriever.rerank.causal_lm import CausalLMReranker
 
+        if backend in ("onnx", "onnx-int8"):
+            raise ModelError(f"the {backend} backend covers cross-encoders only; run causal-LM rerankers on torch")
         return CausalLMReranker(path, batch_size or 16, max_length, device)
     from retriever.rerank.cross_encoder import CrossEncoderReranker
 
-    return CrossEncoderReranker(path, batch_size or 64, max_length, device)
+    return CrossEncoderReranker(path, batch_size or 64, max_length, device, backend)
