@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS documents (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+STORE_FILE = "docs.sqlite"  # in the index folder, beside the version folders
+COMPLETE = "complete"  # meta key: the store holds every document of the index
 Row = tuple[str, str, str] | tuple[str, str, str, dict | None]
 
 
@@ -121,6 +123,16 @@ class DocumentStore:
         condition, args = to_sql(where)
         with self._lock:
             return [fts5.search(self._conn, q, k, condition, args) for q in queries]
+
+    def lexical_scores(self, query: str, ids: list[str]) -> dict[str, float]:
+        """BM25 of the given documents for ``query`` (absent: no query term matches, a score of 0)."""
+        out: dict[str, float] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                condition = f"id IN ({','.join('?' * len(chunk))})"
+                out.update(fts5.search(self._conn, query, len(chunk), condition, tuple(chunk)))
+        return out
 
     def get_meta(self, key: str) -> str | None:
         with self._lock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -16,6 +16,13 @@ class SearchRequest(BaseModel):
     queries: list[str] | None = Field(None, description="A batch of queries")
     index: str | None = Field(None, description="Index name (default: the first served)")
     top_k: int = Field(10, ge=1)
+    mode: Literal["dense", "lexical", "hybrid"] | None = Field(
+        None, description="Default: hybrid when the index has a lexical side, else dense")
+    fusion: Literal["rrf", "convex", "tmm", "calibrated"] | None = Field(
+        None, description="Hybrid fusion; default: the one `retriever calibrate` chose on dev (else convex)")
+    where: dict[str, Any] | None = Field(
+        None, description='Metadata filter, applied inside both searches: {"lang": "en", "tag": {"in": ["a", "b"]}, '
+                          '"year": {"gte": 2015, "lt": 2020}, "date": {"gte": "2024-01-01"}}')
     filter: Literal["calibrated", "none"] | MinRelevance = "calibrated"
     rerank: bool = False
     rerank_depth: int = Field(20, ge=1)
@@ -38,8 +45,11 @@ class SearchRequest(BaseModel):
 
 class SearchHit(BaseModel):
     id: str
-    score: float = Field(..., description="cosine similarity")
-    relevance: float | None = Field(None, description="calibrated probability, when the index has an adapter")
+    score: float = Field(..., description="cosine (dense), BM25 (lexical) or the fused score (hybrid)")
+    relevance: float | None = Field(None, description="calibrated probability of relevance, when the index is "
+                                                      "calibrated (hybrid: the calibrated fusion's)")
+    dense_score: float | None = Field(None, description="hybrid: the cosine")
+    lexical_score: float | None = Field(None, description="hybrid: the BM25 score (0: no query term matches)")
     rerank_score: float | None = None
     title: str | None = None
     text: str | None = None
@@ -52,7 +62,9 @@ class SearchResult(BaseModel):
 
 class SearchResponse(BaseModel):
     index: str
-    calibrated: bool = Field(..., description="false: the index has no adapter, scores are raw cosines")
+    mode: str = "dense"
+    fusion: str | None = None
+    calibrated: bool = Field(..., description="false: hits carry no relevance (no adapter, or lexical mode)")
     threshold: float | None = None
     results: list[SearchResult]
     timings_ms: dict[str, float]
@@ -110,6 +122,7 @@ class Document(BaseModel):
     id: str = Field(..., min_length=1, max_length=512)
     title: str = ""
     text: str = Field(..., min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Filterable with `where` in /search")
 
 
 class UpsertRequest(BaseModel):

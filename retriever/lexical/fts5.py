@@ -77,9 +77,14 @@ def _statements(script: str) -> list[str]:
     return out
 
 
+def query_terms(query: str) -> list[str]:
+    """The query's distinct non-stop-word tokens, in order."""
+    return list(dict.fromkeys(t for t in TOKEN.findall(query.lower()) if t not in STOP_WORDS))
+
+
 def match_expression(query: str) -> str | None:
     """``"term" OR "term" ...`` over the query's distinct non-stop-word tokens; None when none is left."""
-    terms = list(dict.fromkeys(t for t in TOKEN.findall(query.lower()) if t not in STOP_WORDS))
+    terms = query_terms(query)
     return " OR ".join(f'"{t}"' for t in terms) if terms else None
 
 
