@@ -98,8 +98,8 @@ def search(conn: sqlite3.Connection, query: str, k: int, where_sql: str = "",
     restrict = f"AND lexical.rowid IN (SELECT rowid FROM documents WHERE {where_sql})" if where_sql else ""
     rows = conn.execute(
         f"SELECT d.id, -s.score FROM (SELECT rowid, bm25(lexical) AS score FROM lexical "
-        f"WHERE lexical MATCH ? {restrict} ORDER BY score LIMIT ?) AS s "
-        "JOIN documents AS d ON d.rowid = s.rowid ORDER BY s.score, d.id",
+        f"WHERE lexical MATCH ? {restrict} ORDER BY score, rowid LIMIT ?) AS s "
+        "JOIN documents AS d ON d.rowid = s.rowid ORDER BY s.score, s.rowid",
         (expression, *where_args, k),
     )
     return [(doc_id, float(score)) for doc_id, score in rows]
