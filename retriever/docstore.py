@@ -126,12 +126,26 @@ class DocumentStore:
 
     def lexical_scores(self, query: str, ids: list[str]) -> dict[str, float]:
         """BM25 of the given documents for ``query`` (absent: no query term matches, a score of 0)."""
-        out: dict[str, float] = {}
+        return self.lexical_candidates(query, 0, ids)[1]
+
+    def lexical_candidates(self, query: str, depth: int, ids: list[str],
+                           where: Where | None = None) -> tuple[list[tuple[str, float]], dict[str, float]]:
+        """In one FTS pass: the top-``depth`` ``(id, BM25)`` and the BM25 of ``ids`` (those matching a term)."""
+        condition, args = to_sql(where)
         with self._lock:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
-                condition = f"id IN ({','.join('?' * len(chunk))})"
-                out.update(fts5.search(self._conn, query, len(chunk), condition, tuple(chunk)))
+            scores = fts5.all_scores(self._conn, query, condition, args)
+            ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:depth]
+            top_ids = self._column_for("rowid", "id", [r for r, _ in ranked])
+            known = self._column_for("id", "rowid", ids)
+        top = [(top_ids[r], s) for r, s in ranked if r in top_ids]
+        return top, {d: scores[r] for d, r in known.items() if r in scores}
+
+    def _column_for(self, key: str, value: str, keys: list) -> dict:
+        out: dict = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            out.update(self._conn.execute(f"SELECT {key}, {value} FROM documents WHERE {key} IN "
+                                          f"({','.join('?' * len(chunk))})", chunk))
         return out
 
     def get_meta(self, key: str) -> str | None:

@@ -134,19 +134,20 @@ def hybrid_candidates(index, store, queries: list[str], vectors: np.ndarray, dep
     timer = timer or _Timer()
     with timer.stage("dense"):
         result = index.search(vectors, depth, allowed=allowed) if allowed is not None else index.search(vectors, depth)
-    with timer.stage("lexical"):
-        lexical = store.lexical_search(queries, depth, where)
     dense = [list(zip(ids, map(float, scores), strict=True)) for ids, scores in zip(result.ids, result.scores,
                                                                                    strict=True)]
-    candidates = fusion_fns.Candidates.from_hits(dense, lexical)
+    with timer.stage("lexical"):  # one FTS pass per query: the lexical top-depth and the dense hits' BM25
+        passes = [store.lexical_candidates(q, depth, [d for d, _ in hits], where)
+                  for q, hits in zip(queries, dense, strict=True)]
+    candidates = fusion_fns.Candidates.from_hits(dense, [top for top, _ in passes])
     with timer.stage("complete"):
-        _complete(index, store, queries, vectors, candidates)
+        _complete(index, vectors, candidates, [scores for _, scores in passes])
     return candidates
 
 
-def _complete(index, store, queries, vectors, c: fusion_fns.Candidates) -> None:
-    """Fill each candidate's missing cosine (stored vector) and missing BM25 (0 when no term matches)."""
-    for i, query in enumerate(queries):
+def _complete(index, vectors, c: fusion_fns.Candidates, dense_bm25: list[dict[str, float]]) -> None:
+    """Fill each candidate's missing cosine (from its stored vector) and missing BM25 (0: no term matches)."""
+    for i, bm25 in enumerate(dense_bm25):
         n = len(c.ids[i])
         need_dense = [j for j in range(n) if np.isnan(c.dense[i, j])]
         if need_dense:
@@ -154,9 +155,7 @@ def _complete(index, store, queries, vectors, c: fusion_fns.Candidates) -> None:
             if stored is not None:
                 c.dense[i, need_dense] = stored @ vectors[i]
         need_lexical = [j for j in range(n) if np.isnan(c.lexical[i, j])]
-        if need_lexical:
-            found = store.lexical_scores(query, [c.ids[i][j] for j in need_lexical])
-            c.lexical[i, need_lexical] = [found.get(c.ids[i][j], 0.0) for j in need_lexical]
+        c.lexical[i, need_lexical] = [bm25.get(c.ids[i][j], 0.0) for j in need_lexical]
 
 
 def calibrated_relevance(c: fusion_fns.Candidates, queries: list[str], vectors: np.ndarray, relevance_model,

@@ -103,3 +103,15 @@ def search(conn: sqlite3.Connection, query: str, k: int, where_sql: str = "",
         (expression, *where_args, k),
     )
     return [(doc_id, float(score)) for doc_id, score in rows]
+
+
+def all_scores(conn: sqlite3.Connection, query: str, where_sql: str = "", where_args: tuple = ()) -> dict[int, float]:
+    """``{rowid: BM25}`` of every document matching a query term (one pass: FTS5 scores every match to rank
+    them anyway, and a rowid restriction costs more than it saves)."""
+    expression = match_expression(query)
+    if expression is None:
+        return {}
+    restrict = f"AND rowid IN (SELECT rowid FROM documents WHERE {where_sql})" if where_sql else ""
+    rows = conn.execute(f"SELECT rowid, -bm25(lexical) FROM lexical WHERE lexical MATCH ? {restrict}",
+                        (expression, *where_args))
+    return dict(rows)
