@@ -56,14 +56,13 @@ def fit_adapter(
     show_progress: bool = False,
     unretrieved_weight: float = UNRETRIEVED_WEIGHT,
 ) -> CosineAdapter:
-    """Full-batch AdamW on every training pair. With ``dev``, the dev BCE (over dev's retrieved candidates,
-    the population the adapter filters) is checked every 10 epochs and the best state is kept (stopping
-    after ``patience`` checks without improvement): the query network overfits a few hundred training
-    queries otherwise. ``unretrieved_weight`` weighs the positives the first stage did not retrieve
-    (0 leaves them out, 1 counts them like any pair)."""
+    """Full-batch AdamW on every training pair. With ``dev``, the dev BCE (the same objective) is checked
+    every 10 epochs and the best state is kept (stopping after ``patience`` checks without improvement): the
+    query network overfits a few hundred training queries otherwise. ``unretrieved_weight`` weighs the
+    positives the first stage did not retrieve (0 leaves them out, 1 counts them like any pair)."""
     torch.manual_seed(seed)
     pairs = _Pairs(train, unretrieved_weight)
-    held = _Pairs(dev, 0.0) if dev is not None else None
+    held = _Pairs(dev, unretrieved_weight) if dev is not None else None
     adapter = CosineAdapter(pairs.queries.shape[1], mapping, hidden)
     adapter.start_at_base_rate(pairs.cosines[pairs.valid], pairs.positive_rate())
     optimizer = torch.optim.AdamW(adapter.parameters(), lr=learning_rate, weight_decay=weight_decay)
