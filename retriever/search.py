@@ -214,3 +214,19 @@ def fusion_params(adapter_info: dict | None, fusion: str | None = None, alpha: f
     tuned = hybrid.get("alpha_tmm" if chosen == "tmm" else "alpha", DEFAULT_ALPHA)
     return FusionParams(chosen, float(alpha if alpha is not None else tuned),
                         depth or int(hybrid.get("depth", HYBRID_DEPTH)), calibration)
+
+
+def rank_queries(index_name, index, manifest, encoder, queries: list[str], k: int, mode: str,
+                 fusion: str | None = None):
+    """Top-``k`` of each query as a :class:`~retriever.index.faiss_index.SearchResult` (ids and scores,
+    best first), in any mode, with the index's own store and fusion settings: what mining consumes."""
+    from retriever.filtering import load_relevance_model
+    from retriever.index.faiss_index import SearchResult
+    from retriever.pipeline import open_store
+
+    relevance = load_relevance_model(index_name, manifest)
+    params = fusion_params(relevance.info if relevance else None, fusion)
+    outcome = search(index, encoder, queries, k, mode=mode, store=open_store(index_name), relevance_model=relevance,
+                     params=params)
+    return SearchResult(ids=[[h.id for h in hits] for hits in outcome.hits],
+                        scores=[np.array([h.score for h in hits], dtype=np.float32) for hits in outcome.hits])

@@ -102,3 +102,23 @@ def test_rare_token_the_dense_model_misses_is_found_in_hybrid_mode(tiny_dir: Pat
     assert "tides" not in [h.id for h in dense]
     assert hybrid[0].id == "tides" and hybrid[0].lexical > 0
     live.close()
+
+
+def test_hybrid_mining_ranks_by_fusion_and_never_returns_a_positive(tiny_dir: Path, encoder, tmp_path: Path) -> None:
+    from retriever.search import rank_queries
+    from training.negatives import MiningParams, mine_hard_negatives
+
+    dataset = load_beir(tiny_dir)
+    index, manifest, path = build_index(dataset, encoder, "tiny", root=tmp_path / "indexes", use_gpu=False)
+    split = dataset.splits[-1]
+    qrels = dataset.qrels(split)
+    queries = [dataset.queries[q] for q in qrels]
+    ranking = rank_queries(path.parent, index, manifest, encoder, queries, 8, "hybrid")
+    dense = rank_queries(path.parent, index, manifest, encoder, queries, 8, "dense")
+    assert ranking.ids != dense.ids  # the lexical side changed some ranking
+    mined = mine_hard_negatives(dataset, split, index, manifest, encoder, MiningParams(top_k=5), ranking=ranking)
+    for qid, negatives in mined.negatives.items():
+        positives = {d for d, r in qrels[qid].items() if r > 0}
+        assert not positives & set(negatives)
+        expected = [d for d in ranking.ids[list(qrels).index(qid)] if d not in positives and d != qid][:5]
+        assert negatives == expected
