@@ -122,3 +122,24 @@ def test_hybrid_mining_ranks_by_fusion_and_never_returns_a_positive(tiny_dir: Pa
         assert not positives & set(negatives)
         expected = [d for d in ranking.ids[list(qrels).index(qid)] if d not in positives and d != qid][:5]
         assert negatives == expected
+
+
+@pytest.mark.parametrize("backend", ["faiss", "milvus"])
+def test_allowed_ids_restrict_every_backend_inside_the_search(backend: str, tmp_path: Path) -> None:
+    if backend == "milvus":
+        pytest.importorskip("pymilvus")
+    from retriever.pipeline import create_store
+
+    rng = np.random.default_rng(3)
+    docs = rng.standard_normal((200, 16)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    store = create_store(16, "Flat", backend, tmp_path / "idx", use_gpu=False)
+    ids = [f"d{i}" for i in range(200)]
+    store.add(ids, docs)
+    allowed = {f"d{i}" for i in range(0, 200, 7)}
+    subset = sorted(range(0, 200, 7))
+    result = store.search(docs[:4], 5, allowed=allowed)
+    for row, found in zip(docs[:4], result.ids, strict=True):
+        assert found == [ids[subset[j]] for j in np.argsort(-(docs[subset] @ row))[:5]]
+    np.testing.assert_allclose(store.vectors(["d3", "d9"]), docs[[3, 9]], atol=1e-6)
+    assert store.search(docs[:1], 5, allowed=set()).ids == [[]]
