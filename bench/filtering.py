@@ -41,13 +41,13 @@ def zero_shot_index(name: str):
         return index, manifest, encoder, dataset
 
 
-def adapter_study(name: str, depth: int) -> None:
+def adapter_study(name: str, depth: int, mappings: list[str]) -> None:
     """Mapping x unretrieved-positive weight: dev and test PR-AUC of the fitted adapter."""
     index, manifest, encoder, data = zero_shot_index(name)
     data, _ = ensure_train_dev(data)
     split = {s: collect_candidates(index, encoder, data, s, depth) for s in ("train", "dev", "test")}
     model = manifest.model_id.split("/")[-1]
-    for mapping in ("linear", "sqrt", "quadratic", "power"):
+    for mapping in mappings:
         for weight in (0.0, 1.0):
             start = time.perf_counter()
             adapter = fit_adapter(split["train"], split["dev"], mapping=mapping, unretrieved_weight=weight)
@@ -65,11 +65,12 @@ def main(
     k: list[int] = typer.Option([100, 1000], "--k"),
     model_index: list[str] = typer.Option([], help="Indexes of trained models: raw-cosine PR-AUC only."),
     study: bool = typer.Option(False, "--adapter-study", help="Mappings x unretrieved positives, dev and test."),
+    mapping: list[str] = typer.Option(["linear", "sqrt", "quadratic", "power"], help="Mappings of the study."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if study:
         for name in dataset:
-            adapter_study(name, k[0])
+            adapter_study(name, k[0], mapping)
         return
     for name in dataset:
         index, manifest, encoder, data = zero_shot_index(name)
