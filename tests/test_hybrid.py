@@ -142,4 +142,5 @@ def test_allowed_ids_restrict_every_backend_inside_the_search(backend: str, tmp_
     for row, found in zip(docs[:4], result.ids, strict=True):
         assert found == [ids[subset[j]] for j in np.argsort(-(docs[subset] @ row))[:5]]
     np.testing.assert_allclose(store.vectors(["d3", "d9"]), docs[[3, 9]], atol=1e-6)
+    assert np.isnan(store.vectors(["d3", "unknown"])[1]).all()
     assert store.search(docs[:1], 5, allowed=set()).ids == [[]]

@@ -201,11 +201,15 @@ class FaissIndex:
         return faiss.SearchParameters(sel=selector)
 
     def vectors(self, doc_ids: list[str]) -> np.ndarray | None:
-        """Stored vectors of known ids (rows in order), or None when the index type cannot reconstruct."""
-        labels = np.array([self._labels[d] for d in doc_ids], dtype=np.int64)
-        if labels.size == 0:
-            return np.zeros((0, self.dimension), dtype=np.float32)
+        """Stored vectors (rows in order; NaN rows for unknown ids), or None when the index type cannot
+        reconstruct them."""
+        out = np.full((len(doc_ids), self.dimension), np.nan, dtype=np.float32)
+        rows = [i for i, d in enumerate(doc_ids) if d in self._labels]
+        if not rows:
+            return out
+        labels = np.array([self._labels[doc_ids[i]] for i in rows], dtype=np.int64)
         try:
-            return np.asarray(self.index.reconstruct_batch(labels), dtype=np.float32)
+            out[rows] = self.index.reconstruct_batch(labels)
         except RuntimeError:  # e.g. IVF without a direct map, PQ codes
             return None
+        return out

@@ -142,11 +142,14 @@ class MilvusStore:
         return SearchResult(ids=ids, scores=scores)
 
     def vectors(self, doc_ids: list[str]) -> np.ndarray | None:
+        """Stored vectors (rows in order; NaN rows for unknown ids)."""
         rows = {r["id"]: r["vector"] for r in self.client.get(self.collection, ids=list(doc_ids),
                                                                output_fields=["vector"])} if doc_ids else {}
-        if len(rows) != len(doc_ids):
-            return None
-        return np.asarray([rows[d] for d in doc_ids], dtype=np.float32).reshape(len(doc_ids), -1)
+        out = np.full((len(doc_ids), self.dimension), np.nan, dtype=np.float32)
+        for i, d in enumerate(doc_ids):
+            if d in rows:
+                out[i] = rows[d]
+        return out
 
     def persist(self, folder: Path) -> dict:
         self.client.flush(self.collection)

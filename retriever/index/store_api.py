@@ -42,7 +42,7 @@ class VectorStore(Protocol):
         the search (inside the backend) to those ids."""
 
     def vectors(self, doc_ids: list[str]) -> np.ndarray | None:
-        """Stored vectors of known ids, or None when the backend cannot return them."""
+        """Stored vectors (NaN rows for unknown ids), or None when the backend cannot return them."""
 
     def persist(self, folder: Path) -> dict:
         """Write what a version folder needs; return backend options for the manifest."""
