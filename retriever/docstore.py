@@ -133,12 +133,13 @@ class DocumentStore:
         """In one FTS pass: the top-``depth`` ``(id, BM25)`` and the BM25 of ``ids`` (those matching a term)."""
         condition, args = to_sql(where)
         with self._lock:
-            scores = fts5.all_scores(self._conn, query, condition, args)
-            ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:depth]
+            rowids, scores = fts5.all_scores(self._conn, query, condition, args)
+            ranked = fts5.top(rowids, scores, depth)
             top_ids = self._column_for("rowid", "id", [r for r, _ in ranked])
             known = self._column_for("id", "rowid", ids)
-        top = [(top_ids[r], s) for r, s in ranked if r in top_ids]
-        return top, {d: scores[r] for d, r in known.items() if r in scores}
+        best = [(top_ids[r], s) for r, s in ranked if r in top_ids]
+        found = fts5.lookup(rowids, scores, list(known.values()))
+        return best, {d: s for d, s in zip(known, found, strict=True) if s is not None}
 
     def _column_for(self, key: str, value: str, keys: list) -> dict:
         out: dict = {}

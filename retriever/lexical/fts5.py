@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import sqlite3
 
+import numpy as np
+
 LEXICAL_VERSION = "1"  # bump when the tokenizer or the indexed text changes: the table is then rebuilt
 TOKENIZER = "porter unicode61 remove_diacritics 2"
 META_KEY = "lexical_version"
@@ -105,13 +107,32 @@ def search(conn: sqlite3.Connection, query: str, k: int, where_sql: str = "",
     return [(doc_id, float(score)) for doc_id, score in rows]
 
 
-def all_scores(conn: sqlite3.Connection, query: str, where_sql: str = "", where_args: tuple = ()) -> dict[int, float]:
-    """``{rowid: BM25}`` of every document matching a query term (one pass: FTS5 scores every match to rank
-    them anyway, and a rowid restriction costs more than it saves)."""
+def all_scores(conn: sqlite3.Connection, query: str, where_sql: str = "",
+               where_args: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
+    """``(rowids, BM25)`` of every document matching a query term, rowids ascending (FTS5's order). One
+    pass: FTS5 scores every match to rank them anyway, and a rowid restriction costs more than it saves."""
     expression = match_expression(query)
-    if expression is None:
-        return {}
-    restrict = f"AND rowid IN (SELECT rowid FROM documents WHERE {where_sql})" if where_sql else ""
-    rows = conn.execute(f"SELECT rowid, -bm25(lexical) FROM lexical WHERE lexical MATCH ? {restrict}",
-                        (expression, *where_args))
-    return dict(rows)
+    rows = conn.execute(f"SELECT rowid, -bm25(lexical) FROM lexical WHERE lexical MATCH ? "
+                        f"{'AND rowid IN (SELECT rowid FROM documents WHERE ' + where_sql + ')' if where_sql else ''}"
+                        "ORDER BY rowid", (expression, *where_args)).fetchall() if expression else []
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    table = np.array(rows, dtype=np.float64)
+    return table[:, 0].astype(np.int64), table[:, 1]
+
+
+def top(rowids: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The ``k`` best ``(rowid, score)``, ties by rowid (as :func:`search` orders them)."""
+    if k <= 0 or not len(scores):
+        return []
+    order = np.lexsort((rowids, -scores))[:k]
+    return [(int(rowids[i]), float(scores[i])) for i in order]
+
+
+def lookup(rowids: np.ndarray, scores: np.ndarray, wanted: list[int]) -> list[float | None]:
+    """Each wanted rowid's score (None: it matches no query term)."""
+    if not len(rowids):
+        return [None] * len(wanted)
+    positions = np.searchsorted(rowids, wanted)
+    return [float(scores[p]) if p < len(rowids) and rowids[p] == w else None for p, w in zip(positions, wanted,
+                                                                                            strict=True)]
