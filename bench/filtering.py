@@ -77,9 +77,10 @@ def main(
         model = manifest.model_id.split("/")[-1]
         for depth in k:
             start = time.perf_counter()
-            report = calibrate(index, manifest, encoder, data, k=depth, mapping="power")
+            report = calibrate(index, manifest, encoder, data, k=depth, mapping="power", unretrieved_weight=1.0)
             seconds = time.perf_counter() - start
-            by_mapping = {f"pr_auc_{m}": calibrate(index, manifest, encoder, data, k=depth, mapping=m)
+            by_mapping = {f"pr_auc_{m}": calibrate(index, manifest, encoder, data, k=depth, mapping=m,
+                                                            unretrieved_weight=1.0)
                           .metrics["filter-cosine-adapter"].pr_auc for m in MAPPINGS}
             plot_calibration(report, ROOT / "docs" / f"filtering_{name}_k{report.k}.png",
                              title=f"{name} test: top-{report.k} candidates")

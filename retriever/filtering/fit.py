@@ -13,7 +13,7 @@ from retriever.filtering.adapter import CosineAdapter
 from retriever.filtering.candidates import Candidates
 
 logger = logging.getLogger(__name__)
-UNRETRIEVED_WEIGHT = 1.0  # positives outside the top-K: counted like any pair (see docs/findings.md)
+UNRETRIEVED_WEIGHT = 0.0  # positives outside the top-K: left out of the fit (dev PR-AUC, docs/findings.md)
 
 
 class _Pairs:
