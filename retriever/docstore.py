@@ -1,50 +1,79 @@
-"""A durable document store (SQLite, WAL, synchronous=FULL): the source of truth for texts.
+"""A durable document store (SQLite, WAL, synchronous=FULL): the source of truth for texts, metadata and
+the lexical (FTS5) index.
 
-An acknowledged write is committed here before the index is touched; on start-up
-:func:`reconcile` brings the index back in line with the store, so a kill -9 between the two
-loses nothing that was acknowledged.
+An acknowledged write is committed here before the vector index is touched; on start-up
+:func:`reconcile` brings the vector index back in line with the store, so a kill -9 between the two
+loses nothing that was acknowledged. The lexical index lives in the same database and is written by
+triggers in the same transaction as the text, so it never needs reconciling.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from retriever.lexical import fts5
+from retriever.where import Where, to_sql
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     id TEXT PRIMARY KEY,
     title TEXT NOT NULL DEFAULT '',
-    text TEXT NOT NULL
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+STORE_FILE = "docs.sqlite"  # in the index folder, beside the version folders
+COMPLETE = "complete"  # meta key: the store holds every document of the index
+Row = tuple[str, str, str] | tuple[str, str, str, dict | None]
+
+
+def _with_metadata(row: Row) -> tuple[str, str, str, str]:
+    metadata = row[3] if len(row) > 3 else None
+    return row[0], row[1], row[2], json.dumps(metadata or {}, separators=(",", ":"))
 
 
 class DocumentStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lexical: bool | None = None) -> None:
+        """``lexical``: True builds the FTS index if absent, False leaves it out, None keeps what is there."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(documents)")}
+        if "metadata" not in columns:  # a store written before metadata existed
+            self._conn.execute("ALTER TABLE documents ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'")
         self._lock = threading.Lock()
+        present = fts5.installed_version(self._conn) is not None
+        if lexical or (lexical is None and present):
+            fts5.install(self._conn)  # no-op when current; rebuilds a stale version from the texts
+
+    @property
+    def has_lexical(self) -> bool:
+        with self._lock:
+            return fts5.installed_version(self._conn) == fts5.LEXICAL_VERSION
 
     def __len__(self) -> int:
         with self._lock:
             return self._conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
 
-    def upsert(self, docs: Iterable[tuple[str, str, str]]) -> None:
-        """Insert or replace ``(id, title, text)`` rows in one durable transaction."""
-        rows = list(docs)
+    def upsert(self, docs: Iterable[Row]) -> None:
+        """Insert or replace ``(id, title, text[, metadata])`` rows (and their postings) in one durable
+        transaction."""
+        rows = [_with_metadata(row) for row in docs]
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(
-                    "INSERT INTO documents(id, title, text) VALUES (?, ?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET title = excluded.title, text = excluded.text",
+                    "INSERT INTO documents(id, title, text, metadata) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET title = excluded.title, text = excluded.text, "
+                    "metadata = excluded.metadata",
                     rows,
                 )
                 self._conn.execute("COMMIT")
@@ -54,25 +83,71 @@ class DocumentStore:
 
     def delete(self, ids: list[str]) -> int:
         with self._lock:
-            cursor = self._conn.executemany("DELETE FROM documents WHERE id = ?", [(i,) for i in ids])
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._conn.executemany("DELETE FROM documents WHERE id = ?", [(i,) for i in ids])
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
             return cursor.rowcount
 
     def get(self, ids: list[str]) -> dict[str, tuple[str, str]]:
         """``{id: (title, text)}`` for the ids that exist (one query per 500 ids)."""
-        out: dict[str, tuple[str, str]] = {}
+        return {d: (title, text) for d, (title, text, _) in self._rows(ids, "title, text, metadata").items()}
+
+    def metadata(self, ids: list[str]) -> dict[str, dict]:
+        return {d: json.loads(m) for d, (_, _, m) in self._rows(ids, "title, text, metadata").items()}
+
+    def _rows(self, ids: list[str], columns: str) -> dict[str, tuple]:
+        out: dict[str, tuple] = {}
         with self._lock:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                for doc_id, title, text in self._conn.execute(
-                    f"SELECT id, title, text FROM documents WHERE id IN ({marks})", chunk
+                for doc_id, *rest in self._conn.execute(
+                    f"SELECT id, {columns} FROM documents WHERE id IN ({marks})", chunk
                 ):
-                    out[doc_id] = (title, text)
+                    out[doc_id] = tuple(rest)
         return out
 
-    def ids(self) -> set[str]:
+    def ids(self, where: Where | None = None) -> set[str]:
+        """Every stored id, or those whose metadata match ``where``."""
+        condition, args = to_sql(where)
+        sql = "SELECT id FROM documents" + (f" WHERE {condition}" if condition else "")
         with self._lock:
-            return {row[0] for row in self._conn.execute("SELECT id FROM documents")}
+            return {row[0] for row in self._conn.execute(sql, args)}
+
+    def lexical_search(self, queries: list[str], k: int, where: Where | None = None) -> list[list[tuple[str, float]]]:
+        """BM25 top-``k`` ``(id, score)`` per query; ``where`` restricts the ranking to matching documents."""
+        condition, args = to_sql(where)
+        with self._lock:
+            return [fts5.search(self._conn, q, k, condition, args) for q in queries]
+
+    def lexical_scores(self, query: str, ids: list[str]) -> dict[str, float]:
+        """BM25 of the given documents for ``query`` (absent: no query term matches, a score of 0)."""
+        return self.lexical_candidates(query, 0, ids)[1]
+
+    def lexical_candidates(self, query: str, depth: int, ids: list[str],
+                           where: Where | None = None) -> tuple[list[tuple[str, float]], dict[str, float]]:
+        """In one FTS pass: the top-``depth`` ``(id, BM25)`` and the BM25 of ``ids`` (those matching a term)."""
+        condition, args = to_sql(where)
+        with self._lock:
+            rowids, scores = fts5.all_scores(self._conn, query, condition, args)
+            ranked = fts5.top(rowids, scores, depth)
+            top_ids = self._column_for("rowid", "id", [r for r, _ in ranked])
+            known = self._column_for("id", "rowid", ids)
+        best = [(top_ids[r], s) for r, s in ranked if r in top_ids]
+        found = fts5.lookup(rowids, scores, list(known.values()))
+        return best, {d: s for d, s in zip(known, found, strict=True) if s is not None}
+
+    def _column_for(self, key: str, value: str, keys: list) -> dict:
+        out: dict = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            out.update(self._conn.execute(f"SELECT {key}, {value} FROM documents WHERE {key} IN "
+                                          f"({','.join('?' * len(chunk))})", chunk))
+        return out
 
     def get_meta(self, key: str) -> str | None:
         with self._lock:

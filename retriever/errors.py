@@ -19,3 +19,7 @@ class IndexNotFoundError(RetrieverError):
 
 class IndexMismatchError(RetrieverError):
     """An index was built with another model or dimension than the encoder in use."""
+
+
+class NotReadyError(RetrieverError):
+    """The service has not finished loading its indexes (the service answers 503)."""

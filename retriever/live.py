@@ -8,7 +8,7 @@ from pathlib import Path
 
 from retriever.atomic import atomic_write_text
 from retriever.data import load_beir
-from retriever.docstore import DocumentStore
+from retriever.docstore import COMPLETE, STORE_FILE, DocumentStore
 from retriever.encoders import BiEncoder
 from retriever.errors import DataError, IndexMismatchError, RetrieverError
 from retriever.filtering import RelevanceModel, load_relevance_model
@@ -19,8 +19,7 @@ from retriever.pipeline import open_index
 
 logger = logging.getLogger(__name__)
 
-STORE_FILE = "docs.sqlite"
-COMPLETE = "complete"  # meta key: the store holds every document of the index
+__all__ = ["COMPLETE", "STORE_FILE", "LiveIndex"]
 
 
 class LiveIndex:
@@ -91,16 +90,21 @@ class LiveIndex:
             logger.info("reconciled %s with its store: +%d -%d documents", self.name, len(missing), len(extra))
             self.save()
 
-    def upsert(self, docs: list[tuple[str, str, str]], vectors=None) -> None:
-        """Durable first (store commit), then the index; the caller acknowledges after this returns."""
+    @property
+    def has_lexical(self) -> bool:
+        return self.store.has_lexical
+
+    def upsert(self, docs: list[tuple], vectors=None) -> None:
+        """``(id, title, text[, metadata])`` rows. Durable first (one store commit: text, metadata and the
+        lexical postings together), then the vector index; the caller acknowledges after this returns."""
         if vectors is None:
-            vectors = self.encoder.encode_documents([f"{title} {text}".strip() for _, title, text in docs])
+            vectors = self.encoder.encode_documents([f"{doc[1]} {doc[2]}".strip() for doc in docs])
         self.store.upsert(docs)
-        self.index.add([d for d, _, _ in docs], vectors)
+        self.index.add([doc[0] for doc in docs], vectors)
 
     def delete(self, ids: list[str]) -> int:
-        """Index first (it may refuse, e.g. HNSW), then the store; a crash between the two is undone by
-        :meth:`reconcile`, which re-adds what the store still holds."""
+        """Index first (it may refuse, e.g. HNSW), then the store (text and lexical postings in one commit);
+        a crash between the two is undone by :meth:`reconcile`, which re-adds what the store still holds."""
         self.index.remove(ids)
         return self.store.delete(ids)
 

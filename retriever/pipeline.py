@@ -10,11 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from retriever.data import BeirDataset
+from retriever.docstore import COMPLETE, STORE_FILE, DocumentStore
 from retriever.encoders import BiEncoder
 from retriever.errors import RetrieverError
 from retriever.evaluate import DEFAULT_METRICS, AucResult, evaluate_run, retrieval_auc
 from retriever.index import DataSource, FaissIndex, IndexManifest, index_root, load_index, save_index
 from retriever.index.store import resolve_index_dir
+from retriever.search import FusionParams, Hit, SearchOutcome, search
+
+__all__ = ["Hit", "SearchOutcome", "build_index", "open_index", "open_store", "retrieve", "search_texts"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +51,10 @@ def build_index(
     use_gpu: bool = True,
     backend: str = "faiss",
     uri: str | None = None,
+    lexical: bool = True,
 ) -> tuple[FaissIndex, IndexManifest, Path]:
-    """Encode the corpus, index it and save it atomically as ``<root>/<name>``."""
+    """Encode the corpus, index it and save it atomically as ``<root>/<name>``; with ``lexical``, also fill
+    the folder's document store (texts, corpus metadata) and its FTS5 index."""
     doc_ids = dataset.doc_ids
     vectors = encoder.encode_documents(dataset.doc_texts(doc_ids))
     folder = (root or index_root()) / name
@@ -66,6 +72,11 @@ def build_index(
         data_source=DataSource(dataset=dataset.name, path=str(dataset.path), sha256=dataset.content_hash),
     )
     path = save_index(index, manifest, folder)
+    if lexical:
+        store = DocumentStore(folder / STORE_FILE, lexical=True)
+        store.upsert((d, doc["title"], doc["text"], dataset.doc_metadata.get(d)) for d, doc in dataset.corpus.items())
+        store.set_meta(COMPLETE, "1")
+        store.close()
     return index, manifest.model_copy(update={"count": len(index), "version": path.name}), path
 
 
@@ -90,17 +101,25 @@ def open_index(
     return index, manifest, encoder
 
 
+def open_store(name_or_path: str | Path) -> DocumentStore | None:
+    """The index folder's document store (texts, metadata, lexical side), when it has one."""
+    path = resolve_index_dir(name_or_path) / STORE_FILE
+    return DocumentStore(path) if path.is_file() else None
+
+
 def retrieve(
-    index: FaissIndex, encoder: BiEncoder, queries: dict[str, str], k: int = 100, ignore_identical_ids: bool = True
+    index: FaissIndex, encoder: BiEncoder, queries: dict[str, str], k: int = 100, ignore_identical_ids: bool = True,
+    mode: str = "dense", store: DocumentStore | None = None, params: FusionParams | None = None,
+    relevance_model=None,
 ) -> Run:
     """Top-``k`` per query as a run. As in BEIR, a document whose id equals the query id is dropped."""
     qids = list(queries)
-    vectors = encoder.encode_queries([queries[q] for q in qids])
-    result = index.search(vectors, k + 1 if ignore_identical_ids else k)
+    outcome = search(index, encoder, [queries[q] for q in qids], k + 1 if ignore_identical_ids else k, mode=mode,
+                     store=store, params=params, relevance_model=relevance_model)
     run: Run = {}
-    for qid, ids, scores in zip(qids, result.ids, result.scores, strict=True):
-        hits = {d: float(s) for d, s in zip(ids, scores, strict=True) if not (ignore_identical_ids and d == qid)}
-        run[qid] = dict(list(hits.items())[:k])
+    for qid, hits in zip(qids, outcome.hits, strict=True):
+        kept = [(h.id, h.score) for h in hits if not (ignore_identical_ids and h.id == qid)]
+        run[qid] = dict(kept[:k])
     return run
 
 
@@ -137,13 +156,19 @@ def evaluate_index(
     k: int = 1000,
     with_auc: bool = True,
     metrics: tuple[str, ...] = DEFAULT_METRICS,
+    mode: str = "dense",
+    store: DocumentStore | None = None,
+    params: FusionParams | None = None,
+    relevance_model=None,
 ) -> EvalReport:
-    """Retrieve the split's queries, score with ranx, and add global and per-query AUC (top-500 negatives)."""
+    """Retrieve the split's queries, score with ranx, and add global and per-query AUC (top-500 negatives;
+    dense mode only: the protocol scores every labelled pair by cosine)."""
     qrels = dataset.qrels(split)
-    run = retrieve(index, encoder, dataset.split_queries(split), k=k)
+    run = retrieve(index, encoder, dataset.split_queries(split), k=k, mode=mode, store=store, params=params,
+                   relevance_model=relevance_model)
     scores = evaluate_run(qrels, run, metrics)
     auc = None
-    if with_auc:
+    if with_auc and mode == "dense":
         auc = retrieval_auc(qrels, run, positive_scores(dataset, encoder, qrels), n_neg=500)
         scores.update(auc_global=auc.auc_global, auc_per_query=auc.auc_per_query)
     return EvalReport(metrics=scores, run=run, auc=auc, n_queries=len(qrels))
@@ -196,46 +221,8 @@ def rerank_texts(index: FaissIndex, encoder: BiEncoder, reranker, queries: list[
     return out
 
 
-@dataclass
-class Hit:
-    id: str
-    score: float
-    relevance: float | None = None
-
-
-@dataclass
-class SearchOutcome:
-    """Hits per query. ``calibrated`` is False when the index has no adapter: scores are raw cosines."""
-
-    hits: list[list[Hit]]
-    calibrated: bool
-    threshold: float | None
-
-
-def search_texts(
-    index: FaissIndex,
-    encoder: BiEncoder,
-    queries: list[str],
-    k: int,
-    relevance_model=None,
-    min_relevance: float | None = None,
-    query_vectors: np.ndarray | None = None,
-) -> SearchOutcome:
-    """Encode, search, and (with an adapter) attach calibrated relevance and drop hits below
-    ``min_relevance``. Without an adapter, ``min_relevance`` cannot apply and hits are returned unfiltered."""
-    vectors = encoder.encode_queries(queries) if query_vectors is None else query_vectors
-    result = index.search(vectors, k)
-    width = max((len(s) for s in result.scores), default=0)
-    cosines = np.full((len(queries), width), -1.0, dtype=np.float32)
-    for row, scores in enumerate(result.scores):
-        cosines[row, : len(scores)] = scores
-    relevance = relevance_model.relevance(vectors, cosines) if relevance_model is not None and width else None
-    hits = []
-    for row, (ids, scores) in enumerate(zip(result.ids, result.scores, strict=True)):
-        rel = relevance[row, : len(ids)] if relevance is not None else [None] * len(ids)
-        row_hits = [Hit(d, float(s), None if r is None else float(r)) for d, s, r in zip(ids, scores, rel, strict=True)]
-        if relevance is not None and min_relevance is not None:
-            row_hits = [h for h in row_hits if h.relevance >= min_relevance]
-        hits.append(row_hits)
-    return SearchOutcome(hits, relevance_model is not None,
-                         relevance_model.threshold if relevance_model is not None else None)
+def search_texts(index: FaissIndex, encoder: BiEncoder, queries: list[str], k: int, relevance_model=None,
+                 min_relevance: float | None = None, query_vectors: np.ndarray | None = None) -> SearchOutcome:
+    """Dense search (see :func:`retriever.search.search` for lexical and hybrid modes)."""
+    return search(index, encoder, queries, k, relevance_model=relevance_model, min_relevance=min_relevance,
+                  query_vectors=query_vectors)

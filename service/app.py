@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from retriever.errors import IndexMismatchError, IndexNotFoundError, RetrieverError
+from retriever.errors import IndexMismatchError, IndexNotFoundError, NotReadyError, RetrieverError
 from service.api_errors import ApiPathMiddleware, api_path, error_body
 from service.deps import require_api_key
 from service.logs import configure_logging
@@ -74,9 +74,13 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
     async def _mismatch(request: Request, exc: IndexMismatchError):
         return _error(409, str(exc), request.url.path)
 
+    @app.exception_handler(NotReadyError)
+    async def _not_ready(request: Request, exc: NotReadyError):
+        return _error(503, str(exc), request.url.path)
+
     @app.exception_handler(RetrieverError)
     async def _bad_request(request: Request, exc: RetrieverError):
-        return _error(503 if "still loading" in str(exc) else 422, str(exc), request.url.path)
+        return _error(422, str(exc), request.url.path)
 
     @app.exception_handler(HTTPException)  # Starlette's: also unknown paths (404) and methods (405)
     async def _http(request: Request, exc: HTTPException):

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from retriever.encoders import TextEncoder
-from retriever.errors import IndexMismatchError, IndexNotFoundError, RetrieverError
+from retriever.errors import IndexMismatchError, IndexNotFoundError, NotReadyError, RetrieverError
 from retriever.live import LiveIndex
 from retriever.onnx.files import BACKEND_ENV
-from retriever.pipeline import search_texts
 from retriever.rerank import BiEncoderReranker, Reranker, load_reranker
+from retriever.search import SearchOutcome, fusion_params, search
 from service.batching import MicroBatcher
 from service.metrics import ServiceMetrics
 from service.settings import Settings
@@ -39,6 +39,16 @@ class Timer:
             seconds = time.perf_counter() - start
             self.ms[name] = round(self.ms.get(name, 0.0) + seconds * 1000, 3)
             self.metrics.stage.labels(name).observe(seconds)
+
+
+def default_mode(live: LiveIndex) -> str:
+    """Hybrid when the index has a lexical side, unless its calibration covers the dense side only (fitted
+    before the index had a lexical side): then dense, so that the default stays calibrated."""
+    if not live.has_lexical:
+        return "dense"
+    if live.relevance is not None and not live.relevance.info.get("hybrid"):
+        return "dense"
+    return "hybrid"
 
 
 class Runtime:
@@ -76,7 +86,7 @@ class Runtime:
 
     def get(self, name: str | None) -> LiveIndex:
         if not self.indexes:
-            raise RetrieverError("the service is still loading")
+            raise NotReadyError("the service is still loading")
         if name is None:
             return next(iter(self.indexes.values()))
         if name not in self.indexes:
@@ -124,24 +134,43 @@ class Runtime:
         return await asyncio.get_running_loop().run_in_executor(self.index_executor, fn, *args)
 
     # ---- search ----------------------------------------------------------------------------------------
-    async def search(self, request, timer: Timer) -> tuple[LiveIndex, object, dict, dict]:
+    @staticmethod
+    def _min_relevance(request, live: LiveIndex, mode: str) -> float | None:
+        """The relevance floor the request's ``filter`` asks for (None: keep every hit)."""
+        if isinstance(request.filter, str):
+            return None  # "none", or "calibrated": the outcome's own threshold, applied in search()
+        if live.relevance is None or mode == "lexical":
+            raise RetrieverError(f"min_relevance needs calibrated relevance: index '{live.name}' "
+                                 + ("has no adapter (run 'retriever calibrate')" if live.relevance is None
+                                    else "returns none in lexical mode") + ", or use filter 'none'")
+        return request.filter.min_relevance
+
+    def _search(self, live: LiveIndex, request, mode: str, vectors, min_relevance, k: int) -> SearchOutcome:
+        params = fusion_params(live.relevance.info if live.relevance else None, request.fusion)
+        calibrated = request.filter == "calibrated"
+        outcome = search(live.index, live.encoder, request.texts, k, mode=mode, store=live.store,
+                         relevance_model=live.relevance, params=params, where=request.where,
+                         query_vectors=vectors, min_relevance=min_relevance)
+        if calibrated and outcome.threshold is not None:
+            outcome.hits = [[h for h in hits if h.relevance is None or h.relevance >= outcome.threshold]
+                            for hits in outcome.hits]
+        return outcome
+
+    async def search(self, request, timer: Timer) -> tuple[LiveIndex, SearchOutcome, dict, dict]:
         live = self.get(request.index)
         texts = request.texts
-        with timer.stage("encode"):
-            vectors = await self.encode(live.encoder.query, texts, "query")
-        min_relevance = None
-        if isinstance(request.filter, str):
-            if request.filter == "calibrated" and live.relevance is not None:
-                min_relevance = live.relevance.threshold
-        else:
-            if live.relevance is None:
-                raise RetrieverError(f"index '{live.name}' has no adapter: run 'retriever calibrate' to use "
-                                     "min_relevance, or filter 'none'")
-            min_relevance = request.filter.min_relevance
+        mode = request.mode or default_mode(live)
+        min_relevance = self._min_relevance(request, live, mode)
+        vectors = None
+        if mode != "lexical":
+            with timer.stage("encode"):
+                vectors = await self.encode(live.encoder.query, texts, "query")
         depth = max(request.top_k, request.rerank_depth if request.rerank else 0)
         with timer.stage("search"):
-            outcome = await self.in_index_thread(
-                lambda: search_texts(live.index, live.encoder, texts, depth, live.relevance, min_relevance, vectors))
+            outcome = await self.in_index_thread(self._search, live, request, mode, vectors, min_relevance, depth)
+        for stage, ms in outcome.timings_ms.items():
+            if stage != "encode":
+                timer.ms[f"search.{stage}"] = ms
         need_text = request.return_text or request.rerank
         ids = sorted({h.id for hits in outcome.hits for h in hits}) if need_text else []
         with timer.stage("fetch"):

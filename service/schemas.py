@@ -6,11 +6,13 @@ and type their texts with :data:`CleanText` (no lone surrogates, which cannot be
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 from retriever.limits import NOT_BLANK, is_blank
+from retriever.where import INT64_MAX, INT64_MIN, RANGE_OPS
+from retriever.where import KEY as WHERE_KEY
 
 
 def _encodable(text: str) -> str:
@@ -51,6 +53,18 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_SCALAR = {"anyOf": [{"type": "string"}, {"type": "boolean"},
+                     {"type": "number", "minimum": INT64_MIN, "maximum": INT64_MAX}]}
+_RANGE = {"anyOf": [{"type": "string"}, {"type": "number", "minimum": INT64_MIN, "maximum": INT64_MAX}]}
+WHERE_SCHEMA = {  # what retriever.where.normalise accepts, so the schema and the service agree
+    "propertyNames": {"pattern": WHERE_KEY.pattern},
+    "additionalProperties": {"anyOf": [_SCALAR, {
+        "type": "object", "minProperties": 1, "additionalProperties": False,
+        "properties": {"eq": _SCALAR, "in": {"type": "array", "minItems": 1, "items": _SCALAR},
+                       **{op: _RANGE for op in RANGE_OPS}}}]},
+}
+
+
 class MinRelevance(StrictModel):
     min_relevance: StrictFloat = Field(..., ge=0.0, le=1.0)
 
@@ -63,6 +77,14 @@ class SearchRequest(StrictModel):
     queries: list[QueryText] = Field(None, min_length=1, description="A batch of queries")
     index: CleanText | None = Field(None, description="Index name (default: the first served)")
     top_k: StrictInt = Field(10, ge=1)
+    mode: Literal["dense", "lexical", "hybrid"] | None = Field(
+        None, description="Default: hybrid when the index has a lexical side, else dense")
+    fusion: Literal["rrf", "convex", "tmm", "calibrated"] | None = Field(
+        None, description="Hybrid fusion; default: the one `retriever calibrate` chose on dev (else convex)")
+    where: dict[str, Any] | None = Field(
+        None, description='Metadata filter, applied inside both searches: {"lang": "en", "tag": {"in": ["a", "b"]}, '
+                          '"year": {"gte": 2015, "lt": 2020}, "date": {"gte": "2024-01-01"}}',
+        json_schema_extra=WHERE_SCHEMA)
     filter: Literal["calibrated", "none"] | MinRelevance = "calibrated"
     rerank: StrictBool = False
     rerank_depth: StrictInt = Field(20, ge=1)
@@ -81,8 +103,11 @@ class SearchRequest(StrictModel):
 
 class SearchHit(BaseModel):
     id: str
-    score: float = Field(..., description="cosine similarity")
-    relevance: float | None = Field(None, description="calibrated probability, when the index has an adapter")
+    score: float = Field(..., description="cosine (dense), BM25 (lexical) or the fused score (hybrid)")
+    relevance: float | None = Field(None, description="calibrated probability of relevance, when the index is "
+                                                      "calibrated (hybrid: the calibrated fusion's)")
+    dense_score: float | None = Field(None, description="hybrid: the cosine")
+    lexical_score: float | None = Field(None, description="hybrid: the BM25 score (0: no query term matches)")
     rerank_score: float | None = None
     title: str | None = None
     text: str | None = None
@@ -95,7 +120,9 @@ class SearchResult(BaseModel):
 
 class SearchResponse(BaseModel):
     index: str
-    calibrated: bool = Field(..., description="false: the index has no adapter, scores are raw cosines")
+    mode: str = "dense"
+    fusion: str | None = None
+    calibrated: bool = Field(..., description="false: hits carry no relevance (no adapter, or lexical mode)")
     threshold: float | None = None
     results: list[SearchResult]
     timings_ms: dict[str, float]
@@ -105,12 +132,14 @@ class Document(StrictModel):
     id: CleanText = Field(..., min_length=1, max_length=512, description="May contain '/'")
     title: CleanText = ""
     text: CleanText = Field(..., min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Filterable with `where` in /search")
 
 
 class DocumentOut(BaseModel):
     id: str
     title: str
     text: str
+    metadata: dict[str, Any] | None = Field(None, description="Present when the document has metadata")
 
 
 class UpsertRequest(StrictModel):

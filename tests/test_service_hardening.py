@@ -275,7 +275,7 @@ def test_serve_sets_uvicorn_timeouts(monkeypatch) -> None:
     seen: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
     cli.serve_command(index=["tiny"], reranker=None, host="127.0.0.1", port=8000, api_key=None,
-                      fallback_to_previous=False)
+                      fallback_to_previous=False, backend=None)
     assert seen["timeout_keep_alive"] == 5 and seen["h11_max_incomplete_event_size"] > 0
 
 

@@ -94,6 +94,8 @@ def mine_command(
     seed: int = typer.Option(42),
     force: bool = typer.Option(False, "--force", help="Run even if the dataset is not the index's."),
     backend: str | None = BackendOpt,
+    mode: str = typer.Option("dense", help="dense | hybrid (the index's lexical side fused in) | lexical"),
+    fusion: str | None = typer.Option(None, help="Hybrid fusion (default: the index's, else convex)."),
 ) -> None:
     """Mine static hard negatives for training (STAR) from an index; labelled positives never appear."""
     use_backend(backend)
@@ -101,13 +103,19 @@ def mine_command(
     from retriever.index.manifest import check_data_source
     from retriever.index.store import index_manifest
     from retriever.pipeline import open_index
+    from retriever.search import rank_queries
     from training.negatives import MiningParams, mine_hard_negatives
 
+    if mode != "dense" and (max_score is not None or relative_margin is not None):
+        raise typer.BadParameter("--max-score and --relative-margin are cosine margins: use them with --mode dense")
     dataset = load_dataset(data)
     check_data_source(index_manifest(index), dataset, force)
     faiss_index, manifest, encoder = open_index(index, show_progress=True)
     params = MiningParams(top_k, skip_top, max_score, relative_margin, sampling, n_keep, seed)
-    mined = mine_hard_negatives(dataset, split, faiss_index, manifest, encoder, params)
+    ranking = None if mode == "dense" else rank_queries(index, faiss_index, manifest, encoder, [
+        dataset.queries[q] for q in dataset.qrels(split)], top_k + skip_top + 50, mode, fusion)
+    mined = mine_hard_negatives(dataset, split, faiss_index, manifest, encoder, params, ranking=ranking)
+    mined.params["mode"] = mode
     mined.save(output)
     counts = [len(v) for v in mined.negatives.values()]
     typer.echo(f"{output}: {sum(counts)} negatives for {len(counts)} queries "

@@ -62,6 +62,7 @@ def mine_hard_negatives(
     manifest: IndexManifest,
     encoder: BiEncoder,
     params: MiningParams | None = None,
+    ranking=None,
 ) -> NegativesFile:
     """Top-``top_k`` per query from the index, labelled positives (of any split) removed, then:
     ranks below ``skip_top`` dropped (likely false negatives), scores above ``max_score`` or above
@@ -77,7 +78,8 @@ def mine_hard_negatives(
             every_positive.setdefault(qid, set()).update(d for d, rel in docs.items() if rel > 0)
     qids = list(qrels)
     qvec = encoder.encode_queries([dataset.queries[q] for q in qids])
-    result = index.search(qvec, params.top_k + params.skip_top + 50)
+    # ``ranking``: a precomputed ranking of ``list(qrels)`` (e.g. hybrid, from retriever.search.rank_queries)
+    result = ranking if ranking is not None else index.search(qvec, params.top_k + params.skip_top + 50)
     positive_floor = _positive_floor(dataset, encoder, qids, qvec, qrels) if params.relative_margin else {}
     rng = np.random.default_rng(params.seed)
     negatives: dict[str, list[str]] = {}

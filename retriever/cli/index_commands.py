@@ -19,7 +19,8 @@ from retriever.evaluate import plot_roc, write_trec_run
 from retriever.index import index_root, list_indexes
 from retriever.index.manifest import check_data_source
 from retriever.index.store import index_manifest
-from retriever.pipeline import build_index, evaluate_index, open_index, rerank_evaluation, search_texts
+from retriever.pipeline import build_index, evaluate_index, open_index, open_store, rerank_evaluation
+from retriever.search import MODES, fusion_params, search
 
 logger = logging.getLogger(__name__)
 STORES = ("faiss", "milvus")
@@ -28,6 +29,36 @@ index_app = typer.Typer(help="Build and inspect FAISS indexes.", no_args_is_help
 DataOpt = typer.Option(..., "--data", "-d", help="Dataset name (on the data path) or BEIR folder.")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 ModelOpt = typer.Option(None, "--model", "-m", help="Model path or name; default: the one the index was built with.")
+ModeOpt = typer.Option(None, help="dense | lexical | hybrid (default: hybrid when the index has a lexical side)")
+FusionOpt = typer.Option(None, help="Hybrid fusion: rrf | convex | tmm | calibrated (default: the one "
+                                    "'retriever calibrate' chose on dev, else convex).")
+
+
+def resolve_mode(mode: str | None, store) -> str:
+    """The requested mode, checked; by default hybrid when the index has a lexical side."""
+    if mode is None:
+        return "hybrid" if store is not None and store.has_lexical else "dense"
+    if mode not in MODES:
+        raise typer.BadParameter(f"unknown mode '{mode}' (choose from {', '.join(MODES)})", param_hint="--mode")
+    if mode != "dense" and (store is None or not store.has_lexical):
+        raise typer.BadParameter(f"{mode} mode needs the index's lexical side: rebuild it without --no-lexical",
+                                 param_hint="--mode")
+    return mode
+
+
+def parse_where(where: str | None) -> dict | None:
+    if where is None:
+        return None
+    import json
+
+    from retriever.where import FilterError, normalise
+
+    try:
+        parsed = json.loads(where)
+        normalise(parsed)
+    except (ValueError, FilterError) as exc:
+        raise typer.BadParameter(f"not a valid filter: {exc}", param_hint="--where") from None
+    return parsed
 
 
 @index_app.command("build")
@@ -43,10 +74,12 @@ def build_command(
     uri: str | None = typer.Option(None, help="Milvus URI: http://host:19530, or a file for Milvus Lite "
                                               "(default: <index folder>/milvus.db)."),
     batch_size: int = typer.Option(64, min=1),
+    lexical: bool = typer.Option(True, "--lexical/--no-lexical",
+                                 help="Also build the lexical (FTS5 BM25) side, for lexical and hybrid search."),
     backend: str | None = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Encode a dataset's corpus and save a FAISS index."""
+    """Encode a dataset's corpus and save a FAISS index (with its lexical side, unless --no-lexical)."""
     if backend in STORES:  # before --store existed, --backend named the vector store
         logger.warning("--backend %s names a vector store: use --store %s (--backend is now the inference "
                        "runtime: torch | onnx | onnx-int8 | auto)", backend, backend)
@@ -55,11 +88,13 @@ def build_command(
     dataset = load_dataset(data)
     encoder = BiEncoder.load(model, query_model=query_model, show_progress=True, batch_size=batch_size)
     start = time.perf_counter()
-    index, manifest, path = build_index(dataset, encoder, name, spec=spec, root=root, backend=store, uri=uri)
+    index, manifest, path = build_index(dataset, encoder, name, spec=spec, root=root, backend=store, uri=uri,
+                                        lexical=lexical)
     info = manifest.model_dump() | {"path": str(path), "seconds": round(time.perf_counter() - start, 2)}
     table = Table(title=f"index '{name}'")
-    info["store"] = store
-    for key in ("path", "store", "inference_backend", "model_id", "dimension", "index_spec", "count", "seconds"):
+    info["store"], info["lexical"] = store, lexical
+    for key in ("path", "store", "lexical", "inference_backend", "model_id", "dimension", "index_spec", "count",
+                "seconds"):
         table.add_row(key, str(info[key]))
     emit(info, as_json, table)
 
@@ -95,32 +130,40 @@ def search_command(
     k: int = typer.Option(10, "--top-k", "-k", min=1, max=limits.MAX_TOP_K),
     calibrated_filter: bool = typer.Option(True, "--filter/--no-filter",
                                            help="Drop hits below the index's calibrated threshold, if it has one."),
+    mode: str | None = ModeOpt,
+    fusion: str | None = FusionOpt,
+    where: str | None = typer.Option(None, help='Metadata filter as JSON, e.g. \'{"year": {"gte": 2015}}\'.'),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Search an index with free text; with a Cosine Adapter, hits carry a calibrated relevance."""
+    """Search an index with free text (dense, lexical or hybrid); calibrated indexes give each hit a relevance."""
     from retriever.filtering import load_relevance_model
 
     limits.check_queries(query)
     encoder = BiEncoder.load(model) if model else None
     faiss_index, manifest, encoder = open_index(index, encoder)
+    store = open_store(index)
+    mode = resolve_mode(mode, store)
     relevance_model = load_relevance_model(index, manifest)
-    threshold = relevance_model.threshold if relevance_model and calibrated_filter else None
-    outcome = search_texts(faiss_index, encoder, query, k, relevance_model, min_relevance=threshold)
+    params = fusion_params(relevance_model.info if relevance_model else None, fusion)
+    outcome = search(faiss_index, encoder, query, k, mode=mode, store=store, relevance_model=relevance_model,
+                     params=params, where=parse_where(where))
+    threshold = outcome.threshold if calibrated_filter else None
     titles = _titles(manifest)
     results = [
-        {"query": text, "calibrated": outcome.calibrated, "threshold": threshold,
+        {"query": text, "mode": outcome.mode, "fusion": outcome.fusion, "calibrated": outcome.calibrated,
+         "threshold": threshold, "timings_ms": outcome.timings_ms,
          "hits": [{"id": h.id, "score": h.score, "relevance": h.relevance, "title": titles.get(h.id, "")}
-                  for h in hits]}
+                  for h in hits if threshold is None or h.relevance is None or h.relevance >= threshold]}
         for text, hits in zip(query, outcome.hits, strict=True)
     ]
     if as_json:
         emit(results, True)
         return
     for result in results:
-        note = (f"calibrated, threshold {threshold:.3f}" if threshold is not None else
-                "calibrated, unfiltered" if outcome.calibrated else "raw cosine: index has no adapter")
+        note = (f"{outcome.mode}; " + (f"calibrated, threshold {threshold:.3f}" if threshold is not None else
+                "calibrated, unfiltered" if outcome.calibrated else "uncalibrated scores"))
         table = Table(title=f"{result['query']}  [{note}]", caption=SCORES_CAPTION)
-        for column in ("rank", "id", "cosine", "relevance", "title"):
+        for column in ("rank", "id", "score", "relevance", "title"):
             table.add_column(column)
         for rank, hit in enumerate(result["hits"], 1):
             rel = "" if hit["relevance"] is None else f"{hit['relevance']:.3f}"
@@ -160,17 +203,27 @@ def eval_command(
     rerank_depth: int = typer.Option(100, min=1, help="Candidates per query the reranker re-scores."),
     force: bool = ForceOpt,
     backend: str | None = BackendOpt,
+    mode: str | None = typer.Option("dense", help="dense | lexical | hybrid"),
+    fusion: str | None = FusionOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Evaluate an index on a split: nDCG@10, MRR@10, R@100, MAP@100 and global/per-query AUC; with
+    """Evaluate an index on a split: nDCG@10, MRR@10, R@100, MAP@100 and (dense) global/per-query AUC; with
     --rerank, also the reranked top --rerank-depth."""
+    from retriever.filtering import load_relevance_model
+
     use_backend(backend)
     dataset = load_dataset(data)
     check_data_source(index_manifest(index), dataset, force)
     encoder = BiEncoder.load(model, show_progress=True) if model else None
     faiss_index, manifest, encoder = open_index(index, encoder, show_progress=True)
-    report = evaluate_index(faiss_index, encoder, dataset, split=split, k=k)
-    result = {"index": manifest.name, "dataset": dataset.name, "split": split, "metrics": report.metrics}
+    store = open_store(index)
+    mode = resolve_mode(mode, store)
+    relevance_model = load_relevance_model(index, manifest)
+    params = fusion_params(relevance_model.info if relevance_model else None, fusion)
+    report = evaluate_index(faiss_index, encoder, dataset, split=split, k=k, mode=mode, store=store, params=params,
+                            relevance_model=relevance_model)
+    result = {"index": manifest.name, "dataset": dataset.name, "split": split, "mode": mode,
+              "fusion": params.fusion if mode == "hybrid" else None, "metrics": report.metrics}
     run = report.run
     if rerank:
         reranked = rerank_evaluation(dataset, split, report.run, rerank, rerank_depth)
@@ -180,7 +233,7 @@ def eval_command(
         write_trec_run(run, run_file, tag=manifest.name)
     if roc_png and report.auc is not None:
         plot_roc({manifest.name: (report.auc.labels, report.auc.scores)}, roc_png, title=f"{dataset.name} {split}")
-    title = f"{manifest.name} on {dataset.name}/{split} ({report.n_queries} queries)"
+    title = f"{manifest.name} ({mode}) on {dataset.name}/{split} ({report.n_queries} queries)"
     emit(result, as_json, metrics_table(title, report.metrics))
     if rerank and not as_json:
         numbers = {k: v for k, v in result["reranked"].items() if isinstance(v, float)}

@@ -1,8 +1,9 @@
 """Load and validate a dataset in the BEIR layout.
 
 ``corpus.jsonl`` holds ``{"_id", "title", "text"}``, ``queries.jsonl`` holds ``{"_id", "text"}`` and
-``qrels/<split>.tsv`` holds ``query-id<TAB>corpus-id<TAB>score``. Any ``metadata`` key is ignored: in
-SciFact it holds the gold labels and must never reach a model.
+``qrels/<split>.tsv`` holds ``query-id<TAB>corpus-id<TAB>score``. A document's ``metadata`` object is kept
+apart from its text (for metadata filters; never encoded); a query's ``metadata`` is never read: in SciFact
+it holds the gold labels and must never reach a model.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class BeirDataset:
     warnings: list[str] = field(default_factory=list)
     dev_fraction: float = 0.1
     dev_seed: int = 42
+    doc_metadata: dict[str, dict] = field(default_factory=dict)  # non-empty corpus metadata objects only
 
     @property
     def doc_ids(self) -> list[str]:
@@ -133,8 +135,11 @@ def load_beir(path: Path | str, name: str | None = None, strict: bool = False) -
     warnings: list[str] = []
 
     corpus: dict[str, dict[str, str]] = {}
+    doc_metadata: dict[str, dict] = {}
     for _, obj in read_jsonl(path / "corpus.jsonl"):
         corpus[str(obj["_id"])] = {"title": str(obj.get("title") or ""), "text": str(obj.get("text") or "")}
+        if isinstance(obj.get("metadata"), dict) and obj["metadata"]:
+            doc_metadata[str(obj["_id"])] = obj["metadata"]
     queries = {str(obj["_id"]): str(obj.get("text") or "") for _, obj in read_jsonl(path / "queries.jsonl")}
 
     empty_docs = sum(1 for d in corpus.values() if not doc_text(d))
@@ -154,7 +159,7 @@ def load_beir(path: Path | str, name: str | None = None, strict: bool = False) -
 
     for message in warnings:
         logger.warning("%s: %s", path.name, message)
-    return BeirDataset(name or path.name, path, corpus, queries, file_qrels, warnings)
+    return BeirDataset(name or path.name, path, corpus, queries, file_qrels, warnings, doc_metadata=doc_metadata)
 
 
 def _check_qrels(

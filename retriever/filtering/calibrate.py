@@ -11,8 +11,9 @@ import numpy as np
 from retriever.data import BeirDataset
 from retriever.data.splits import partition_queries
 from retriever.encoders import BiEncoder
+from retriever.filtering.adapter import MAPPINGS
 from retriever.filtering.candidates import Candidates, collect_candidates
-from retriever.filtering.fit import adapter_scores, fit_adapter
+from retriever.filtering.fit import UNRETRIEVED_WEIGHT, adapter_scores, fit_adapter
 from retriever.filtering.metrics import FilterMetrics, filter_metrics, pick_threshold, top_ratio_scores
 from retriever.filtering.store import save_with_adapter
 from retriever.index import FaissIndex, IndexManifest
@@ -20,6 +21,7 @@ from retriever.index import FaissIndex, IndexManifest
 logger = logging.getLogger(__name__)
 
 METHODS = ("filter-raw-cosine", "filter-cosine-adapter", "filter-top-ratio")
+DEFAULT_MAPPING = "auto"  # the best mapping differs by dataset on dev (SciFact linear, NFCorpus power): findings
 
 
 @dataclass
@@ -32,6 +34,7 @@ class CalibrationReport:
     splits: dict[str, int]
     notes: list[str] = field(default_factory=list)
     curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
+    hybrid: dict | None = None
 
 
 def ensure_train_dev(dataset: BeirDataset, seed: int = 42) -> tuple[BeirDataset, list[str]]:
@@ -63,15 +66,21 @@ def calibrate(
     k: int = 100,
     target_recall: float | None = 0.95,
     target_precision: float | None = None,
-    mapping: str = "power",
+    mapping: str = DEFAULT_MAPPING,
     seed: int = 42,
     save_to: Path | None = None,
+    store=None,
+    unretrieved_weight: float = UNRETRIEVED_WEIGHT,
 ) -> CalibrationReport:
-    """Fit on train, choose every method's threshold on dev for the target, measure on test."""
+    """Fit on train, choose every method's threshold on dev for the target, measure on test. ``mapping``
+    ``auto`` fits every mapping and keeps the best on dev (PR-AUC). With ``store`` (an index's lexical side),
+    also fit the calibrated fusion and tune the hybrid fusions (:func:`retriever.hybrid_fit.fit_hybrid_side`)."""
     dataset, notes = ensure_train_dev(dataset, seed)
     split = {s: collect_candidates(index, encoder, dataset, s, k) for s in ("train", "dev", "test")
              if s in dataset.splits}
-    adapter = fit_adapter(split["train"], split["dev"], mapping=mapping, seed=seed, show_progress=True)
+    adapter, mapping, by_mapping = _fit_mapping(split, mapping, seed, unretrieved_weight)
+    if by_mapping:
+        notes.append("mapping chosen on dev PR-AUC: " + ", ".join(f"{m} {v:.4f}" for m, v in by_mapping.items()))
     dev_scores = method_scores(split["dev"], adapter)
     thresholds = {m: pick_threshold(s[split["dev"].valid], split["dev"].labels[split["dev"].valid],
                                     target_recall, target_precision) for m, s in dev_scores.items()}
@@ -85,12 +94,38 @@ def calibrate(
     target = {"recall": target_recall} if target_precision is None else {"precision": target_precision}
     report = CalibrationReport(evaluation.k, mapping, target, thresholds["filter-cosine-adapter"], metrics,
                                {s: len(c.query_ids) for s, c in split.items()}, notes, curves)
+    info = {"threshold": report.threshold, "target": target, "k": evaluation.k, "dataset": dataset.name,
+            "fitted_on": "train", "threshold_on": "dev", "unretrieved_weight": unretrieved_weight,
+            "test_metrics": metrics["filter-cosine-adapter"].as_dict()}
+    if store is not None and store.has_lexical:
+        from retriever.filtering.store import RelevanceModel
+        from retriever.hybrid_fit import fit_hybrid_side
+
+        model = RelevanceModel(adapter, report.threshold, info)
+        report.hybrid = fit_hybrid_side(index, store, encoder, dataset, model, target_recall=target_recall,
+                                        target_precision=target_precision, seed=seed)
+        info["hybrid"] = report.hybrid
     if save_to is not None:
-        info = {"threshold": report.threshold, "target": target, "k": evaluation.k, "dataset": dataset.name,
-                "fitted_on": "train", "threshold_on": "dev",
-                "test_metrics": metrics["filter-cosine-adapter"].as_dict()}
         save_with_adapter(index, manifest, adapter, info, save_to)
     return report
+
+
+def _fit_mapping(split: dict, mapping: str, seed: int, unretrieved_weight: float):
+    """The adapter of ``mapping``, or with ``auto`` the mapping whose adapter has the best dev PR-AUC."""
+    from sklearn.metrics import average_precision_score
+
+    dev = split["dev"]
+    if mapping != "auto":
+        return fit_adapter(split["train"], dev, mapping=mapping, seed=seed, show_progress=True,
+                           unretrieved_weight=unretrieved_weight), mapping, {}
+    fitted, scores = {}, {}
+    for name in MAPPINGS:
+        fitted[name] = fit_adapter(split["train"], dev, mapping=name, seed=seed, show_progress=True,
+                                   unretrieved_weight=unretrieved_weight)
+        scores[name] = float(average_precision_score(dev.labels[dev.valid],
+                                                     adapter_scores(fitted[name], dev)[dev.valid]))
+    best = max(scores, key=scores.get)
+    return fitted[best], best, scores
 
 
 def plot_calibration(report: CalibrationReport, path: Path, title: str) -> Path:

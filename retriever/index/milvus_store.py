@@ -7,6 +7,7 @@ business). Vectors live in Milvus; the index folder keeps the manifest, which na
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -124,16 +125,31 @@ class MilvusStore:
             self.client.delete(self.collection, ids=[row["id"] for row in present])
         return len(present)
 
-    def search(self, queries: np.ndarray, k: int) -> SearchResult:
+    def search(self, queries: np.ndarray, k: int, allowed: set[str] | None = None) -> SearchResult:
+        """Top-k by inner product; ``allowed`` becomes a Milvus filter expression (``id in [...]``), so the
+        restriction happens inside the vector search."""
         if k <= 0:
             raise RetrieverError(f"k must be positive, got {k}")
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if allowed is not None and not allowed:
+            return SearchResult(ids=[[] for _ in queries], scores=[np.zeros(0, np.float32) for _ in queries])
+        expr = f"id in {json.dumps(sorted(allowed))}" if allowed is not None else ""
         hits = self.client.search(self.collection, data=queries.tolist(), limit=min(k, 16384), anns_field="vector",
                                   search_params={"metric_type": "IP", "params": self._search_params},
-                                  output_fields=[])
+                                  filter=expr, output_fields=[])
         ids = [[h["id"] for h in row] for row in hits]
         scores = [np.array([h["distance"] for h in row], dtype=np.float32) for row in hits]
         return SearchResult(ids=ids, scores=scores)
+
+    def vectors(self, doc_ids: list[str]) -> np.ndarray | None:
+        """Stored vectors (rows in order; NaN rows for unknown ids)."""
+        rows = {r["id"]: r["vector"] for r in self.client.get(self.collection, ids=list(doc_ids),
+                                                               output_fields=["vector"])} if doc_ids else {}
+        out = np.full((len(doc_ids), self.dimension), np.nan, dtype=np.float32)
+        for i, d in enumerate(doc_ids):
+            if d in rows:
+                out[i] = rows[d]
+        return out
 
     def persist(self, folder: Path) -> dict:
         self.client.flush(self.collection)

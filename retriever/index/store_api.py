@@ -37,8 +37,12 @@ class VectorStore(Protocol):
 
     def remove(self, doc_ids: list[str]) -> int: ...
 
-    def search(self, queries: np.ndarray, k: int) -> SearchResult:
-        """Top-k by inner product over L2-normalised vectors (cosine), best first."""
+    def search(self, queries: np.ndarray, k: int, allowed: set[str] | None = None) -> SearchResult:
+        """Top-k by inner product over L2-normalised vectors (cosine), best first; ``allowed`` restricts
+        the search (inside the backend) to those ids."""
+
+    def vectors(self, doc_ids: list[str]) -> np.ndarray | None:
+        """Stored vectors (NaN rows for unknown ids), or None when the backend cannot return them."""
 
     def persist(self, folder: Path) -> dict:
         """Write what a version folder needs; return backend options for the manifest."""

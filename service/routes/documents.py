@@ -23,10 +23,10 @@ async def upsert_documents(request: UpsertRequest, runtime: Runtime = Depends(ge
     if len(set(ids)) != len(ids):
         raise HTTPException(409, "duplicate document ids in one batch")  # valid JSON, conflicting content
     live = runtime.get(request.index)
-    docs = [(d.id, d.title, d.text) for d in request.documents]
+    docs = [(d.id, d.title, d.text, d.metadata) for d in request.documents]
     timer = Timer(runtime.metrics)
     with timer.stage("encode"):
-        vectors = await runtime.encode(live.encoder.document, [f"{t} {x}".strip() for _, t, x in docs], "document")
+        vectors = await runtime.encode(live.encoder.document, [f"{d[1]} {d[2]}".strip() for d in docs], "document")
 
     def write() -> int:
         current = runtime.get(request.index)  # a reload may have swapped the object meanwhile
@@ -40,15 +40,15 @@ async def upsert_documents(request: UpsertRequest, runtime: Runtime = Depends(ge
     return UpsertResponse(index=live.name, upserted=len(docs), count=count)
 
 
-@router.get(DOCUMENT_PATH, response_model=DocumentOut)
+@router.get(DOCUMENT_PATH, response_model=DocumentOut, response_model_exclude_none=True)
 async def get_document(doc_id: str, index: str | None = Query(None),
                        runtime: Runtime = Depends(get_runtime)) -> DocumentOut:
     live = runtime.get(index)
-    found = await runtime.in_index_thread(live.texts, [doc_id])
+    found = await runtime.in_index_thread(live.store.metadata, [doc_id])
     if doc_id not in found:
         raise HTTPException(404, f"no document '{doc_id}' in index '{live.name}'")
-    title, text = found[doc_id]
-    return DocumentOut(id=doc_id, title=title, text=text)
+    (title, text), metadata = (await runtime.in_index_thread(live.texts, [doc_id]))[doc_id], found[doc_id]
+    return DocumentOut(id=doc_id, title=title, text=text, metadata=metadata or None)
 
 
 @router.delete(DOCUMENT_PATH, response_model=DeleteResponse)

@@ -1,0 +1,169 @@
+"""Issue 19: lexical engines, dense, and each fusion on the test splits, plus filtering with the fused relevance.
+
+    python -m bench.hybrid --dataset scifact --dataset nfcorpus
+
+Per dataset: ``lexical-fts5`` (the index's lexical side) and ``lexical-bm25s`` (the old baseline) with nDCG,
+single-query p50 and the cost of an upsert; ``hybrid-<fusion>`` with the zero-shot model (adapter and
+calibrated fusion fitted on train, the convex weight and the threshold chosen on dev, 100 candidates a side,
+as served; search p50 of one query without its encoding, which both modes share, and the encoding p50
+apart); paired t-tests against dense and lexical; ``filter-hybrid-calibrated`` against the Cosine Adapter
+on the same hybrid top-K candidates (K = 100, 1000).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from bench.results import ROOT, record, write_significance
+from retriever.bm25 import Bm25Retriever
+from retriever.data import load_dataset
+from retriever.docstore import COMPLETE, STORE_FILE, DocumentStore
+from retriever.encoders import BiEncoder
+from retriever.errors import IndexNotFoundError
+from retriever.evaluate import evaluate_run, write_trec_run
+from retriever.filtering import collect_candidates, filter_metrics, pick_threshold
+from retriever.filtering.calibrate import DEFAULT_MAPPING, _fit_mapping, ensure_train_dev
+from retriever.filtering.fit import UNRETRIEVED_WEIGHT
+from retriever.filtering.store import RelevanceModel
+from retriever.hybrid_fit import fit_hybrid_side, labelled_candidates, to_run
+from retriever.pipeline import build_index, open_index, retrieve
+from retriever.search import calibrated_relevance, fuse, fusion_params, search
+
+INDEXES = ROOT / "indexes"
+RUNS = ROOT / "bench" / "runs"
+METRICS = ("ndcg@10", "mrr@10", "recall@100", "map@100")
+logger = logging.getLogger("bench.hybrid")
+
+
+def zero_shot(name: str):
+    """The zero-shot index with its lexical side (added to an index built before it existed)."""
+    dataset, _ = ensure_train_dev(load_dataset(name))
+    folder = INDEXES / f"{name}-zero-shot"
+    try:
+        index, manifest, encoder = open_index(folder)
+    except IndexNotFoundError:
+        encoder = BiEncoder.load("default", show_progress=True)
+        index, manifest, _ = build_index(dataset, encoder, folder.name, root=INDEXES)
+    store = DocumentStore(folder / STORE_FILE, lexical=True)
+    if len(store) < len(dataset.corpus):
+        store.upsert((d, doc["title"], doc["text"], dataset.doc_metadata.get(d)) for d, doc in dataset.corpus.items())
+        store.set_meta(COMPLETE, "1")
+    return index, manifest, encoder, dataset, store
+
+
+def _p50_ms(fn, items) -> float:
+    times = []
+    for item in items:
+        start = time.perf_counter()
+        fn(item)
+        times.append(1000 * (time.perf_counter() - start))
+    return float(np.median(times))
+
+
+def lexical_rows(name: str, dataset, store: DocumentStore) -> dict:
+    queries, qrels = dataset.split_queries("test"), dataset.qrels("test")
+    sample = list(queries.values())[:200]
+    rows = store.lexical_search(list(queries.values()), 1001)
+    fts_run = {q: {d: s for d, s in row if d != q} for q, row in zip(queries, rows, strict=True)}
+    with tempfile.TemporaryDirectory() as tmp:  # upsert costs on a copy, never on the served store
+        shutil.copy(store.path, Path(tmp) / STORE_FILE)
+        scratch = DocumentStore(Path(tmp) / STORE_FILE)
+        docs = [(f"new-{i}", doc["title"], doc["text"]) for i, doc in enumerate(list(dataset.corpus.values())[:100])]
+        single = _p50_ms(lambda d: scratch.upsert([d]), docs[:20])
+        start = time.perf_counter()
+        scratch.upsert([(f"batch-{d}", t, x) for d, t, x in docs])
+        batch = 1000 * (time.perf_counter() - start)
+        scratch.close()
+    fts = evaluate_run(qrels, fts_run, METRICS) | {
+        "p50_ms": _p50_ms(lambda q: store.lexical_search([q], 10), sample),
+        "upsert_1_ms": single, "upsert_100_ms": batch}
+    record(name, "test", "lexical-fts5", "sqlite fts5 porter/unicode61", fts, 0.0)
+    start = time.perf_counter()
+    bm25 = Bm25Retriever(dataset)
+    rebuild = 1000 * (time.perf_counter() - start)
+    bm25_run = bm25.search(queries, k=1000)
+    bm = evaluate_run(qrels, bm25_run, METRICS) | {
+        "p50_ms": _p50_ms(lambda q: bm25.search({"q": q}, k=10), sample),
+        "upsert_1_ms": rebuild, "upsert_100_ms": rebuild}  # static: any change re-indexes the corpus
+    record(name, "test", "lexical-bm25s", "bm25s (static; an upsert re-indexes)", bm, 0.0)
+    return {"lexical-fts5": fts_run, "lexical-bm25s": bm25_run}
+
+
+def relevance_model(index, encoder, dataset, k: int = 100) -> RelevanceModel:
+    """The Cosine Adapter as ``retriever calibrate`` fits it by default (mapping chosen on dev)."""
+    split = {s: collect_candidates(index, encoder, dataset, s, k) for s in ("train", "dev")}
+    adapter, mapping, _ = _fit_mapping(split, DEFAULT_MAPPING, 42, UNRETRIEVED_WEIGHT)
+    dev = split["dev"]
+    model = RelevanceModel(adapter, 0.0, {"mapping": mapping})
+    dev_scores = model.relevance(dev.query_vectors, dev.cosines)
+    model.threshold = pick_threshold(dev_scores[dev.valid], dev.labels[dev.valid])
+    return model
+
+
+def hybrid_rows(name, index, encoder, dataset, store, model_name: str, runs: dict) -> None:
+    adapter = relevance_model(index, encoder, dataset)
+    start = time.perf_counter()
+    side = fit_hybrid_side(index, store, encoder, dataset, adapter)
+    fit_seconds = time.perf_counter() - start
+    params = fusion_params({"hybrid": side})
+    test = labelled_candidates(index, store, encoder, dataset, "test", params.depth, only_judged_positive=False)
+    qrels = dataset.qrels("test")
+    relevance = calibrated_relevance(test.candidates, test.queries, test.vectors, adapter, params.calibration)
+    queries = dataset.split_queries("test")
+    sample = list(queries.values())[:100]
+    vectors = dict(zip(sample, encoder.encode_queries(sample), strict=True))  # search cost, encoding apart
+    encode_p50 = _p50_ms(lambda q: encoder.query._encode_model([q], "query"), sample[:30])  # uncached
+    dense_p50 = _p50_ms(lambda q: search(index, encoder, [q], 10, query_vectors=vectors[q][None]), sample)
+    for fusion in ("rrf", "convex", "tmm", "calibrated"):
+        alpha = side["alpha_tmm"] if fusion == "tmm" else side["alpha"]
+        run = to_run(test, fuse(test.candidates, fusion, alpha, relevance))
+        runs[f"hybrid-{fusion}"] = run
+        one = fusion_params({"hybrid": side}, fusion=fusion)
+        p50 = _p50_ms(lambda q, p=one: search(index, encoder, [q], 10, mode="hybrid", store=store,
+                                               relevance_model=adapter, params=p, query_vectors=vectors[q][None]),
+                      sample)
+        extra = {"alpha": alpha} if fusion in ("convex", "tmm") else {}
+        record(name, "test", f"hybrid-{fusion}", model_name, evaluate_run(qrels, run, METRICS) | extra | {
+            "dev_ndcg@10": side["dev_ndcg@10"][fusion], "depth": params.depth, "search_p50_ms": p50,
+            "dense_search_p50_ms": dense_p50, "encode_p50_ms": encode_p50}, fit_seconds)
+        write_trec_run(run, RUNS / f"{name}-test-hybrid-{fusion}.trec", tag=f"hybrid-{fusion}")
+    write_trec_run(runs["lexical-fts5"], RUNS / f"{name}-test-lexical-fts5.trec", tag="lexical-fts5")
+    write_significance(name, "test", "hybrid", qrels, runs)
+    filtering_rows(name, index, encoder, dataset, store, adapter, params, model_name)
+
+
+def filtering_rows(name, index, encoder, dataset, store, adapter, params, model_name: str) -> None:
+    """Fused relevance vs the Cosine Adapter alone, on the same candidates: each test query's hybrid top-K."""
+    for k in (100, 1000):
+        test = labelled_candidates(index, store, encoder, dataset, "test", k)
+        fused = calibrated_relevance(test.candidates, test.queries, test.vectors, adapter, params.calibration)
+        c = test.candidates
+        cosines = np.where(np.isnan(c.dense), -1.0, c.dense).astype(np.float32)
+        dense_prob = adapter.relevance(test.vectors, cosines)
+        order = np.argsort(-np.where(c.pad, -np.inf, fused), axis=1, kind="stable")[:, :k]
+        valid, labels = ~np.take_along_axis(c.pad, order, 1), np.take_along_axis(test.labels, order, 1)
+        for method, scores in (("filter-hybrid-calibrated", np.take_along_axis(fused, order, 1)),
+                               ("filter-cosine-adapter", np.take_along_axis(dense_prob, order, 1))):
+            metrics = filter_metrics(scores, labels, valid)
+            record(name, "test", method, f"{model_name} (k={k}, hybrid candidates)",
+                   metrics.as_dict() | {"k": k, "positives_in_candidates": int(labels[valid].sum())}, 0.0)
+
+
+def main(dataset: list[str] = typer.Option(["scifact", "nfcorpus"])) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for name in dataset:
+        index, manifest, encoder, data, store = zero_shot(name)
+        runs = lexical_rows(name, data, store)
+        runs = {"zero-shot": retrieve(index, encoder, data.split_queries("test"), k=1000), **runs}
+        hybrid_rows(name, index, encoder, data, store, manifest.model_id.split("/")[-1], runs)
+
+
+if __name__ == "__main__":
+    typer.run(main)
