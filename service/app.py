@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
     app.add_middleware(RequestContext, runtime=runtime, error=_error,
                        guarded=[route.path_regex for router in routers for route in router.routes])
     app.add_middleware(ApiPathMiddleware)  # outermost: error bodies know the API of the path
-    install_openapi(app, settings)
+    install_openapi(app, settings, runtime)
     return app
 
 

@@ -7,13 +7,14 @@ Texts with lone surrogates (unencodable as UTF-8) are rejected with a 422 instea
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictInt, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
 
-from service.schemas import CleanText, StrictModel
+from service.schemas import CleanText, QueryText, StrictModel, whole_number
 
 Text = CleanText  # no lone surrogates (a 422 at the edge)
+NonBlank = QueryText  # also not empty or blank (the schema's pattern says so)
 
 
 class CompatModel(StrictModel):
@@ -27,11 +28,12 @@ Direction = Literal["Left", "Right", "left", "right"]
 class EmbedRequest(CompatModel):
     """TEI's /embed body; the response is TEI's bare list of vectors."""
 
-    inputs: Text | list[Text]
+    inputs: NonBlank | Annotated[list[NonBlank], Field(min_length=1)]
     normalize: bool = Field(True, description="L2-normalise; false returns the model's own output")
     truncate: bool = Field(False, description="false: inputs over the model's token limit get a 413")
     truncation_direction: Direction = "Right"
-    prompt_name: Text | None = Field(None, description="not supported (use `kind`); only null is accepted")
+    prompt_name: None = Field(None, description="not supported (the model's own prompts apply; pick them with "
+                                                 "`kind`): only null is accepted")
     dimensions: int | None = Field(None, ge=1, description="Matryoshka models only")
     kind: Literal["query", "document"] = Field("query", description="extension: which tower encodes")
     index: Text | None = Field(None, description="extension: index whose model encodes (default: the first)")
@@ -60,13 +62,31 @@ class CohereRerankBase(CompatModel):
     priority: int | None = None
 
 
+# Without rank_fields, an object document must carry `text` (what the route ranks).
+_TEXT_REQUIRED = {"if": {"required": ["rank_fields"], "properties": {"rank_fields": {"type": "array", "minItems": 1}}},
+                  "else": {"properties": {"documents": {"items": {"anyOf": [
+                      {"type": "string"}, {"type": "object", "required": ["text"]}]}}}}}
+
+
 class CohereRerankV1Request(CohereRerankBase):
-    """Cohere v1 (and Jina): documents are strings or objects; `rank_fields` picks the object fields."""
+    """Cohere v1 (and Jina): documents are strings or objects of strings. An object is ranked on its `text`,
+    or, with `rank_fields`, on "field: value" lines of the named fields it has (none of them: an empty text)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_TEXT_REQUIRED)
 
     documents: list[Text | dict[Text, Text]] = Field(..., min_length=1)
     model: Text | None = None
     return_documents: bool = False
     rank_fields: list[Text] | None = None
+
+    @model_validator(mode="after")
+    def _text_or_fields(self) -> CohereRerankV1Request:
+        if not self.rank_fields:
+            missing = [i for i, d in enumerate(self.documents) if isinstance(d, dict) and "text" not in d]
+            if missing:
+                raise ValueError(f"documents[{missing[0]}] has no 'text' field: give it one, or name the fields "
+                                 "to rank on in rank_fields")
+        return self
     max_chunks_per_doc: int | None = Field(None, ge=1, description="accepted; documents are not chunked")
 
 
@@ -90,29 +110,28 @@ class CohereRerankResponse(BaseModel):
 
 # ---- Cohere embed ------------------------------------------------------------------------------------
 EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
-InputType = Literal["search_document", "search_query", "classification", "clustering", "image"]
+InputType = Literal["search_document", "search_query", "classification", "clustering"]  # no "image": text only
+NotServed = Annotated[list[Any], Field(max_length=0)] | None
 
 
 class CohereEmbedV1Request(CompatModel):
-    texts: list[Text] | None = None
-    images: list[str] | None = None
+    texts: list[NonBlank] = Field(..., min_length=1, description="required: only text embeddings are served")
+    images: NotServed = Field(None, description="not served (text models only): null or []")
     model: Text | None = None
     input_type: InputType | None = None
-    embedding_types: list[EmbeddingType] | None = None
+    embedding_types: Annotated[list[EmbeddingType], Field(min_length=1)] | None = None
     truncate: Literal["NONE", "START", "END"] | None = Field("END", description="null: END")
 
     @field_validator("embedding_types")
     @classmethod
     def _distinct(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and not value:
-            raise ValueError("give at least one embedding type")
         return list(dict.fromkeys(value)) if value else value
 
 
 class CohereEmbedV2Request(CohereEmbedV1Request):
     model: Text
     input_type: InputType
-    inputs: list[dict[str, Any]] | None = None
+    inputs: NotServed = Field(None, description="not served (mixed text and image inputs): null or []")
     max_tokens: int | None = Field(None, ge=1)
     output_dimension: int | None = Field(None, ge=1)
     priority: int | None = None
@@ -127,8 +146,13 @@ class CohereEmbedResponse(BaseModel):
 
 
 # ---- OpenAI ------------------------------------------------------------------------------------------
+TokenId = Annotated[int, Strict(), Field(ge=0), BeforeValidator(whole_number)]  # the schema's `minimum: 0`
+TokenIds = Annotated[list[TokenId], Field(min_length=1)]
+
+
 class OpenAIEmbeddingRequest(CompatModel):
-    input: Text | list[Text] | list[StrictInt] | list[list[StrictInt]] = Field(
+    input: NonBlank | Annotated[list[NonBlank], Field(min_length=1)] | TokenIds | Annotated[
+        list[TokenIds], Field(min_length=1)] = Field(
         ..., description="text(s), or token ids of the served model's own tokenizer (decoded before encoding)")
     model: Text | None = Field(None, description="a served index name or one of its model aliases (GET /v1/models)")
     encoding_format: Literal["float", "base64"] = "float"

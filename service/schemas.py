@@ -35,14 +35,14 @@ CleanText = Annotated[str, AfterValidator(_encodable)]
 QueryText = Annotated[CleanText, AfterValidator(_not_blank),
                       Field(min_length=1, json_schema_extra={"pattern": NOT_BLANK})]
 """A non-blank :data:`CleanText`; the schema's pattern says what the validator checks."""
-def _whole_number(value):
+def whole_number(value):
     """JSON Schema's ``integer`` includes ``2.0``; a bool or a string is not a number."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
-StrictInt = Annotated[int, BeforeValidator(_whole_number), Strict()]
+StrictInt = Annotated[int, BeforeValidator(whole_number), Strict()]
 StrictBool = Annotated[bool, Strict()]
 StrictFloat = Annotated[float, Strict()]  # still takes a JSON integer, never a bool or a string
 
@@ -168,6 +168,31 @@ class ErrorResponse(BaseModel):
     request_id: str = Field(..., description="The x-request-id of the request, for the server log")
 
 
+class TEIErrorResponse(ErrorResponse):
+    error: str = Field(..., description="TEI's key: the same sentence as `detail`")
+    error_type: Literal["Validation", "Overloaded", "Backend"]
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorResponse(BaseModel):
+    """OpenAI's error body (its SDK raises BadRequestError, NotFoundError ... from it)."""
+
+    error: OpenAIErrorBody
+
+
+class CohereErrorResponse(BaseModel):
+    """Cohere's error body."""
+
+    id: str = Field(..., description="The x-request-id of the request")
+    message: str
+
+
 class FieldError(BaseModel):
     loc: list[str]
     msg: str
@@ -177,3 +202,7 @@ class FieldError(BaseModel):
 class ValidationErrorResponse(ErrorResponse):
     errors: list[FieldError] = Field(default_factory=list, description="Every field that failed validation "
                                                                       "(absent when a check beyond the schema failed)")
+
+
+class TEIValidationErrorResponse(ValidationErrorResponse, TEIErrorResponse):
+    pass

@@ -71,9 +71,9 @@ class EncoderTokens:
     def decode(self, ids: list[int], what: str) -> str:
         vocab = len(self.tokenizer)
         bad = [t for t in ids if not 0 <= t < vocab]
-        if not ids or bad:
-            raise ClientError(400, f"{what}: token ids must be a non-empty list of ids of the served model's "
-                                   f"tokenizer (0 to {vocab - 1}); got {bad[:3] or 'an empty list'}", param=what)
+        if bad:
+            raise ClientError(400, f"{what}: token ids must be ids of the served model's tokenizer (0 to "
+                                   f"{vocab - 1}); got {bad[:3]}", param=what)
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
 

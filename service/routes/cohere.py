@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 from fastapi import APIRouter, Depends
 
-from service.api_errors import ClientError
 from service.compat_schemas import CohereEmbedResponse, CohereEmbedV1Request, CohereEmbedV2Request
 from service.deps import get_runtime
 from service.logs import request_id
@@ -37,13 +36,6 @@ def _encoded(vectors: np.ndarray, kinds: list[str], ranges) -> dict[str, list]:
 
 
 async def _embed(runtime: Runtime, request: CohereEmbedV1Request, version: str) -> CohereEmbedResponse:
-    if request.images or getattr(request, "inputs", None):
-        raise ClientError(400, "only text embeddings are served: send `texts` (no images or mixed inputs)",
-                          param="texts")
-    if not request.texts or any(not t.strip() for t in request.texts):
-        raise ClientError(400, "texts must be a non-empty list of non-empty texts", param="texts")
-    if request.input_type == "image":
-        raise ClientError(400, "input_type 'image' is not served: only text models are", param="input_type")
     live = resolve_index(runtime, request.model)
     side = "query" if request.input_type == "search_query" else "document"
     encoder = live.encoder.query if side == "query" else live.encoder.document

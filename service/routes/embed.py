@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from service.api_errors import ClientError
 from service.compat_schemas import EmbedRequest
 from service.deps import get_runtime, too_large
 from service.runtime import Runtime
@@ -13,13 +12,6 @@ from service.tokens import EncoderTokens, fit, in_model_thread, token_spans
 from service.vectors import check_dimensions, encode, truncate
 
 router = APIRouter(tags=["embed"])
-
-
-def texts_of(inputs: str | list[str], what: str) -> list[str]:
-    texts = [inputs] if isinstance(inputs, str) else list(inputs)
-    if not texts or any(not t.strip() for t in texts):
-        raise ClientError(422, f"{what} must be a non-empty text or a non-empty list of non-empty texts", param=what)
-    return texts
 
 
 def check_inputs(runtime: Runtime, texts: list[str], side: str, what: str) -> None:
@@ -48,11 +40,8 @@ def fit_to_model(view: EncoderTokens, texts: list[str], *, allow: bool, side: st
 @router.post("/", response_model=list[list[float]], summary="Embed (TEI's root route, as /embed)")
 async def embed(request: EmbedRequest, runtime: Runtime = Depends(get_runtime)) -> list[list[float]]:
     """TEI-compatible embeddings from the index's query (default) or document tower."""
-    texts = texts_of(request.inputs, "inputs")
+    texts = [request.inputs] if isinstance(request.inputs, str) else list(request.inputs)  # non-blank: schema
     check_inputs(runtime, texts, request.kind, "inputs")
-    if request.prompt_name is not None:
-        raise ClientError(422, "prompt_name is not supported: the model's own query/document prompts apply; "
-                               "pick them with kind: query|document", param="prompt_name")
     live = runtime.get(request.index)
     encoder = live.encoder.query if request.kind == "query" else live.encoder.document
     dims = check_dimensions(encoder, request.dimensions, "dimensions")

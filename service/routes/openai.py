@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from service.api_errors import ClientError
 from service.compat_schemas import (
     OpenAIEmbedding,
     OpenAIEmbeddingRequest,
@@ -28,18 +27,13 @@ router = APIRouter(tags=["openai"])
 
 
 def _texts(view: EncoderTokens, value) -> list[str]:
-    """The request's ``input`` as texts: token-id lists are decoded with the model's tokenizer."""
+    """The request's ``input`` as texts (the schema has refused empty or blank ones): token-id lists are
+    decoded with the model's tokenizer (ids of special tokens only decode to an empty text, which is embedded)."""
     if isinstance(value, str):
         value = [value]
-    if not value:
-        raise ClientError(400, "input must not be empty", param="input")
     if isinstance(value[0], int):
         value = [value]
-    texts = [item if isinstance(item, str) else view.decode(item, f"input[{i}]") for i, item in enumerate(value)]
-    blank = [i for i, t in enumerate(texts) if not t.strip()]
-    if blank:
-        raise ClientError(400, f"input[{blank[0]}] is empty or blank", param="input")
-    return texts
+    return [item if isinstance(item, str) else view.decode(item, f"input[{i}]") for i, item in enumerate(value)]
 
 
 @router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse)

@@ -10,7 +10,6 @@ import numpy as np
 from fastapi import APIRouter, Body, Depends
 from pydantic import Discriminator, Tag
 
-from service.api_errors import ClientError
 from service.compat_schemas import (
     CohereRerankResponse,
     CohereRerankResult,
@@ -54,24 +53,21 @@ async def _score(runtime: Runtime, query: str, documents: list[str], *, truncate
         return await runtime.rerank_pairs([query] * len(documents), documents)
 
 
-def _document_text(doc: str | dict[str, str], i: int, fields: list[str] | None) -> str:
+def _document_text(doc: str | dict[str, str], fields: list[str] | None) -> str:
+    """What is ranked: a string itself; an object's ``text`` (the schema requires it without ``rank_fields``)
+    or ``field: value`` lines of the ``rank_fields`` it has."""
     if isinstance(doc, str):
         return doc
     if fields:
-        text = "\n".join(f"{f}: {doc[f]}" for f in fields if f in doc)
-    else:
-        text = doc.get("text", "")
-    if not text.strip():
-        raise ClientError(400, f"documents[{i}] has no text: give it a 'text' field, or name its fields in "
-                               "rank_fields", param="documents")
-    return text
+        return "\n".join(f"{f}: {doc[f]}" for f in fields if f in doc)
+    return doc["text"]
 
 
 async def _cohere(runtime: Runtime, request: CohereRerankV1Request | CohereRerankV2Request,
                   version: str) -> CohereRerankResponse:
     check_reranker(runtime, request.model)
     fields = getattr(request, "rank_fields", None)
-    texts = [_document_text(d, i, fields) for i, d in enumerate(request.documents)]
+    texts = [_document_text(d, fields) for d in request.documents]
     raw = await _score(runtime, request.query, texts, truncate=True, max_tokens=request.max_tokens_per_doc)
     scores = rerank_scores(runtime.reranker, raw, raw=False)
     order = np.argsort(-scores, kind="stable")[: request.top_n or len(scores)]
