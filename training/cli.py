@@ -62,7 +62,7 @@ def train_command(
     rows: str | None = typer.Option(None, help="pair (one row per labelled pair) | query (one per query per epoch)"),
     mw_normalize: str | None = typer.Option(None, help="MW: pairs (mean, default) | batch (the paper's 1/B)"),
     debias: str | None = typer.Option(None, help="none | cet (CET weights on STAR's pairs; needs --loss star)"),
-    debias_ratio: float | None = typer.Option(None, help="CET's T (default 2; the paper's script uses 10)."),
+    debias_ratio: float | None = typer.Option(None, help="CET's T (default 10, the official script)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --output."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -141,7 +141,7 @@ def train_reranker_command(
     eval_steps: int | None = typer.Option(None),
     early_stopping_patience: int | None = typer.Option(None),
     debias: str | None = typer.Option(None, help="none | cet (needs --objective pair)"),
-    debias_ratio: float | None = typer.Option(None, help="CET's T (default 2; the paper's script uses 10)."),
+    debias_ratio: float | None = typer.Option(None, help="CET's T (default 10, the official script)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --output."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

@@ -60,7 +60,7 @@ class TrainConfig(BaseModel):
     side: Literal["query", "doc", "both"] = "query"
     mw_normalize: Literal["pairs", "batch"] = Field("pairs", description="MW: mean over pairs, or the paper's 1/B")
     debias: Literal["none", "cet"] = Field("none", description="cet: CET weights on STAR's pairs (needs --loss star)")
-    debias_ratio: float = Field(2.0, gt=0, description="CET's T")
+    debias_ratio: float = Field(10.0, gt=0, description="CET's T (10, the official ranker.sh)")
 
     @field_validator("split", "dev_split")
     @classmethod

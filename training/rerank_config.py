@@ -41,7 +41,7 @@ class RerankerConfig(BaseModel):
     eval_steps: int | None = Field(None, ge=1, description="default: at the end only")
     early_stopping_patience: int | None = Field(3, ge=1)
     debias: Literal["none", "cet"] = "none"
-    debias_ratio: float = Field(2.0, gt=0, description="CET's T (the paper's script uses 10)")
+    debias_ratio: float = Field(10.0, gt=0, description="CET's T (10, the official ranker.sh)")
     selection_model: str | None = Field(None, description="CET: start of the selection model (default: model)")
 
     @model_validator(mode="after")

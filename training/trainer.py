@@ -54,8 +54,10 @@ def make_loss(config: TrainConfig, model, known: KnownPositives):
             raise RetrieverError("--debias cet works with --loss star in a single process")
         from training.losses.cet_star import CETStarLoss
 
+        selection = load_sentence_transformer(config.model).float()  # S: the same base checkpoint, fresh
+        selection.max_seq_length = config.max_seq_length
         return CETStarLoss(model, known=known, temperature=config.tau, debias_ratio=config.debias_ratio,
-                           learning_rate=config.learning_rate)
+                           learning_rate=config.learning_rate, selection=selection)
     if config.loss == "mw":
         return MWLoss(model, known=known, temperature=config.tau, gather_across_devices=distributed,
                       normalize=config.mw_normalize)
