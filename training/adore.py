@@ -137,11 +137,18 @@ def train_adore(config: TrainConfig) -> dict:
     output = Path(config.output)
     log_path = fresh_log(output)
     best_dir = output / "best-query"
-    early = EarlyStopping(config.early_stopping_patience, config.min_epochs)
+    early = EarlyStopping(config.early_stopping_patience, config.min_epochs + 1)  # + the evaluation at step 0
     per_epoch = steps_per_epoch(len(qids), config.batch_size)
+    if dev is not None:  # step 0: the start model (zero-shot when it is the document model)
+        value = dev(query_model)
+        logger.info("step 0: dev nDCG@10 %.4f", value)
+        with open(log_path, "a") as handle:
+            handle.write(json.dumps({"step": 0, DEV_METRIC: value}) + "\n")
+        if early.update(value):
+            query_model.save(str(best_dir))
     query_model.train()  # dropout on, as in the official loop
     start = time.perf_counter()
-    step = 0
+    step = best_step = 0
     batches = epoch_batches(qids, config.batch_size, total, config.seed)
     for step, batch in enumerate(tqdm(batches, total=total, desc="ADORE"), start=1):
         loss = _adore_step(config, query_model, index, doc_matrix, dataset, batch, positives, doc_row)
@@ -156,6 +163,7 @@ def train_adore(config: TrainConfig) -> dict:
             logger.info("step %d (epoch %.2f): dev nDCG@10 %.4f", step, step / per_epoch, entry[DEV_METRIC])
             if early.update(entry[DEV_METRIC]):
                 query_model.save(str(best_dir))
+                best_step = step
         with open(log_path, "a") as handle:
             handle.write(json.dumps(entry) + "\n")
         if early.should_stop:
@@ -170,7 +178,8 @@ def train_adore(config: TrainConfig) -> dict:
     summary = {"train_seconds": seconds, "samples_per_s": step * config.batch_size / seconds, "steps": step,
                "epochs_run": round(step / per_epoch, 2), "rows": len(qids), "loss": "adore", "tau": config.tau,
                "learning_rate": config.learning_rate, "adore_normalize": config.adore_normalize,
-               "best_dev_ndcg@10": early.best_value, "document_model": manifest.model_id}
+               "best_dev_ndcg@10": early.best_value, "best_step": None if dev is None else best_step,
+               "document_model": manifest.model_id}
     atomic_write_json(output / "train_summary.json", summary)
     report_outputs(output)
     return summary

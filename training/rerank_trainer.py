@@ -54,8 +54,8 @@ def eval_scores(scorer, queries: list[str], documents: list[str]) -> torch.Tenso
 def step_loss(config: RerankerConfig, scores, log_p_yes, log_p_no, labels, other=None, hard=None):
     """The objective's loss and each document's gradient weight, both ``[B, G]``-shaped inputs."""
     if config.objective == "sft":
-        return (PointwiseSFTLoss()(log_p_yes, log_p_no, labels),
-                PointwiseSFTLoss.gradient_weights(log_p_yes, log_p_no, labels))
+        sft = PointwiseSFTLoss(config.sft_pos_weight)
+        return sft(log_p_yes, log_p_no, labels), sft.gradient_weights(log_p_yes, log_p_no, labels)
     if config.objective == "cl":
         loss = ListwiseContrastiveLoss(config.temperature)
         return loss(scores), loss.gradient_weights(scores)
@@ -130,6 +130,8 @@ def train_reranker(config: RerankerConfig) -> dict:
     cet = config.debias == "cet"
     start = str(resume_from / "model") if resume_from else config.start_model
     scorer = make_scorer(config.arch, start, config.max_length).to(device).train()
+    if config.arch == "causal-lm" and config.objective == "cl":
+        scorer.score_kind = "yes"  # the paper's CL score: the yes logit
     selection = None
     if cet:
         sel_start = str(resume_from / "selection") if resume_from else (config.selection_model or config.start_model)

@@ -48,9 +48,9 @@ def trainable_parameters(model: torch.nn.Module) -> int:
 
 
 def _frozen_vectors(base, config: TrainConfig, dataset: BeirDataset, doc_ids: list[str]) -> torch.Tensor:
-    from retriever.encoders import TextEncoder
+    from retriever.encoders import EmbeddingCache, TextEncoder
 
-    encoder = TextEncoder(base, resolve_model_path(config.model)[1])
+    encoder = TextEncoder(base, resolve_model_path(config.model)[1], EmbeddingCache(), show_progress=True)
     return torch.from_numpy(encoder.encode(dataset.doc_texts(doc_ids), "document"))
 
 
@@ -96,6 +96,14 @@ def _batch_loss(config: TrainConfig, soft, base, rows: TrainingRows, batch: np.n
     return infonce_from_scores(cosines, positive_column, excluded, config.temperature or SOFTREPA_TEMPERATURE)
 
 
+def _log_dev(log_path: Path, step: int, epoch: int, value: float, early: EarlyStopping) -> bool:
+    """Log one dev evaluation; True when it is the best so far."""
+    logger.info("epoch %d: dev nDCG@10 %.4f", epoch, value)
+    with open(log_path, "a") as handle:
+        handle.write(json.dumps({"step": step, "epoch": epoch, DEV_METRIC: value}) + "\n")
+    return early.update(value)
+
+
 def train_soft_tokens(config: TrainConfig) -> dict:
     torch.manual_seed(config.seed)
     dataset = load_dataset(config.data)
@@ -118,8 +126,12 @@ def train_soft_tokens(config: TrainConfig) -> dict:
     output = Path(config.output)
     log_path = fresh_log(output)
     n_epochs = int(np.ceil(config.epochs))
-    early = EarlyStopping(config.early_stopping_patience, config.min_epochs)
+    early = EarlyStopping(config.early_stopping_patience, config.min_epochs + 1)  # + epoch 0
     best_state = {k: v.detach().clone() for k, v in soft[0].state_dict().items() if k in ("prompts", "gates")}
+    zero_dev = None
+    if dev is not None:  # epoch 0: the untrained module is the base model, so this is zero-shot
+        zero_dev = dev(soft)
+        _log_dev(log_path, 0, 0, zero_dev, early)
     soft.train()
     start, step = time.perf_counter(), 0
     for epoch in range(n_epochs):
@@ -140,16 +152,12 @@ def train_soft_tokens(config: TrainConfig) -> dict:
                 handle.write(json.dumps({"step": step, "epoch": epoch + 1, "loss": float(loss.detach()),
                                          "mean_abs_gate": gate}) + "\n")
         if dev is not None:
-            value = dev(soft)
-            soft.train()
-            logger.info("epoch %d: dev nDCG@10 %.4f", epoch + 1, value)
-            with open(log_path, "a") as handle:
-                handle.write(json.dumps({"step": step, "epoch": epoch + 1, DEV_METRIC: value}) + "\n")
-            if early.update(value):
+            if _log_dev(log_path, step, epoch + 1, dev(soft), early):
                 best_state = {k: v.detach().clone() for k, v in soft[0].state_dict().items()
                               if k in ("prompts", "gates")}
+            soft.train()
             if early.should_stop:
-                logger.info("early stopping after epoch %d (best: epoch %d)", epoch + 1, early.best_eval)
+                logger.info("early stopping after epoch %d (best: epoch %d)", epoch + 1, early.best_eval - 1)
                 break
         if 0 < config.max_steps <= step:
             break
@@ -161,7 +169,8 @@ def train_soft_tokens(config: TrainConfig) -> dict:
     _save(soft, config, output)
     plot_training_curve(log_path, output / "training_curve.png", DEV_METRIC)
     summary = {"train_seconds": seconds, "samples_per_s": step * config.batch_size / seconds, "steps": step,
-               "epochs_run": epoch + 1, "best_epoch": early.best_eval or None, "best_dev_ndcg@10": early.best_value,
+               "epochs_run": epoch + 1, "best_epoch": early.best_eval - 1 if dev is not None else None,
+               "best_dev_ndcg@10": early.best_value, "zero_shot_dev_ndcg@10": zero_dev,
                "trainable_params": n_trainable, "peak_rss_mb": peak_mb, "rows": len(rows), "side": config.side,
                "soft_tokens": config.soft_tokens, "soft_layers": config.soft_layers, "loss": config.loss,
                "tau": config.temperature or SOFTREPA_TEMPERATURE}
