@@ -1,4 +1,5 @@
 import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -142,4 +143,7 @@ def test_adore_keeps_the_document_side_bit_identical(tiny_built, encoder, tmp_pa
     for name, tensor in doc_state.items():
         assert torch.equal(reloaded_doc[name], tensor), name
     query_tower = load_sentence_transformer(new_manifest.query_model_id).state_dict()
-    assert any(not torch.equal(query_tower[n], t) for n, t in doc_state.items())  # the query tower moved
+    moved = any(not torch.equal(query_tower[n], t) for n, t in doc_state.items())
+    assert moved == (summary["best_step"] > 0)  # the tower of the best dev evaluation (step 0: the start model)
+    log = [json.loads(line) for line in (tmp_path / "adore" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["step"] == 0 and "eval_dev_cosine_ndcg@10" in log[0] and any("loss" in r for r in log)
