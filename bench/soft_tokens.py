@@ -2,6 +2,7 @@
 
     python -m bench.soft_tokens --dataset scifact --k 1 --k 4 --k 16 --k 64
     python -m bench.soft_tokens --dataset nfcorpus --rows query --k 16
+    python -m bench.soft_tokens --dataset scifact --k 16 --n-negatives 7
     python -m bench.soft_tokens --dataset scifact --side both --k 16 --layers 1
 
 Each run trains up to ``--max-epochs`` epochs with a dev nDCG@10 evaluation after each, keeps the best
@@ -19,13 +20,14 @@ import time
 
 import typer
 
-from bench.hard_negatives import ensure_index
+from bench.hard_negatives import MODELS, ensure_index
 from bench.results import ROOT, record, write_significance
 from bench.significance import paired_test, save_run
 from retriever.data import load_dataset
 from retriever.encoders import BiEncoder
 from retriever.pipeline import build_index, evaluate_index
 from training.config import TrainConfig
+from training.negatives import MiningParams, mine_hard_negatives
 from training.soft_tokens import train_soft_tokens
 
 logger = logging.getLogger("bench.soft_tokens")
@@ -53,20 +55,29 @@ def main(
     seed: int = typer.Option(42),
     loss: str = typer.Option("contrastive"),
     tag: str = typer.Option("", help="Suffix of the method name (learning-rate sweeps on dev)."),
+    n_negatives: int = typer.Option(0, help="Mined hard negatives per row (zero-shot top 200, sampled; free on "
+                                    "the query side: their vectors are cached)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
-    zero_index, _, zero_encoder, _ = ensure_index(data, f"{dataset}-zero-shot", "default")
+    zero_index, zero_manifest, zero_encoder, _ = ensure_index(data, f"{dataset}-zero-shot", "default")
     qrels = data.qrels("test")
     zero = evaluate_index(zero_index, zero_encoder, data, split="test", k=1000, with_auc=False)
     runs = {"zero-shot": zero.run}
+    negatives_file = None
+    if n_negatives:
+        negatives_file = MODELS / f"{dataset}-negatives.json"
+        if not negatives_file.is_file():
+            mine_hard_negatives(data, "train", zero_index, zero_manifest, zero_encoder,
+                                MiningParams(top_k=200, seed=seed)).save(negatives_file)
     for n_layers in layers:
         for n_tokens in k:
-            method = f"soft-tokens-{side}-k{n_tokens}-l{n_layers}" + ("-mw" if loss == "mw" else "") + tag
+            method = (f"soft-tokens-{side}-k{n_tokens}-l{n_layers}" + ("-mw" if loss == "mw" else "")
+                      + (f"-hn{n_negatives}" if n_negatives else "") + tag)
             summary = _train(dataset, method, dict(
                 side=side, soft_tokens=n_tokens, soft_layers=n_layers, epochs=max_epochs, min_epochs=min_epochs,
                 early_stopping_patience=patience, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
-                loss=loss, rows=rows))
+                loss=loss, rows=rows, negatives_file=negatives_file, n_negatives=n_negatives))
             start = time.perf_counter()
             encoder = BiEncoder.load(summary["output"], show_progress=True)
             encode_seconds = 0.0

@@ -134,6 +134,7 @@ def train_reranker_command(
     max_steps: int | None = typer.Option(None),
     max_length: int | None = typer.Option(None),
     temperature: float | None = typer.Option(None, help="CL temperature (1.0)."),
+    sft_pos_weight: float | None = typer.Option(None, help="SFT: weight of positives (1 = paper; 7 balances 1:7)."),
     seed: int | None = typer.Option(None),
     output: Path | None = typer.Option(None, "--output", "-o"),
     save_steps: int | None = typer.Option(None),
