@@ -73,6 +73,9 @@ class TrainConfig(BaseModel):
     def _method_defaults(self) -> TrainConfig:
         if self.method == "adore" and "learning_rate" not in self.model_fields_set:
             self.learning_rate = ADORE_LEARNING_RATE
+        if self.rows == "query" and self.method == "finetune":
+            raise ValueError("rows=query (one row per query per epoch) is implemented for --method soft-tokens "
+                             "(ADORE is per query already); finetune takes every labelled pair")
         return self
 
     @property
