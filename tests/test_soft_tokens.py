@@ -1,3 +1,4 @@
+import json
 import tempfile
 from pathlib import Path
 
@@ -62,7 +63,10 @@ def test_training_moves_only_soft_tokens_and_round_trips(tiny_dir: Path, tiny_mo
     state = trained.state_dict()
     for name, tensor in backbone.items():
         assert torch.equal(state[name], tensor), name  # the backbone is bit-identical
-    assert trained[0].gates.abs().sum() > 0  # the gates opened
+    log = [json.loads(line) for line in (tmp_path / "soft" / "log.jsonl").read_text().splitlines()]
+    assert log[0] == {"step": 0, "epoch": 0, "eval_dev_ndcg@10": summary["zero_shot_dev_ndcg@10"]}
+    assert [r for r in log if "loss" in r][-1]["mean_abs_gate"] > 0  # training opened the gates
+    assert bool(trained[0].gates.abs().sum() > 0) == (summary["best_epoch"] > 0)  # the best epoch is kept
     with tempfile.TemporaryDirectory() as tmp:
         trained.save(tmp)
         again = load_sentence_transformer(tmp)
