@@ -53,6 +53,10 @@ def test_train_kill_and_resume(tiny_dir: Path, tiny_model_dir: Path, tmp_path: P
     assert loss_steps == [1, 2, 3, 4, 5, 6]  # step 3 was lost in the crash and redone once after resume
     assert any("eval_dev_cosine_ndcg@10" in r for r in logged)
     assert (out / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+    # dev evaluation is announced, and the run says where its log and curve are (issue 22, item 16)
+    assert "dev evaluation (" in resumed.stderr
+    assert f"log: {(out / 'log.jsonl').resolve()}" in resumed.stdout
+    assert f"training_curve: {(out / 'training_curve.png').resolve()}" in resumed.stdout
 
     from sentence_transformers import SentenceTransformer
 
