@@ -53,7 +53,7 @@ def evaluate_and_record(data, dataset: str, method: str, index, encoder, summary
                                 "steps": summary["steps"]} | extra
     if baseline is not None:
         test = paired_test(data.qrels("test"), report.run, baseline)
-        metrics |= {"p_vs_zero_shot": test["p"], "delta_vs_zero_shot": test["delta"]}
+        metrics |= {"p_vs_zero_shot": f"{test['p']:.2g}", "delta_vs_zero_shot": test["delta"]}
         save_run(report.run, f"{dataset}-test-{method}{variant.replace(' ', '')}")
     label = f"all-MiniLM-L6-v2+{method}{variant}" + (f" ({max_pairs} pairs)" if max_pairs else "")
     record(dataset, "test", method, label, metrics, summary["train_seconds"])

@@ -20,7 +20,9 @@ RUNS = ROOT / "bench" / "runs"
 
 def paired_test(qrels, run, baseline, metric: str = "ndcg@10") -> dict[str, float]:
     """Two-sided paired t-test of ``run`` against ``baseline`` on ``metric`` over every judged query (a query
-    missing from a run scores 0): ``{delta, p}``."""
+    missing from a run scores 0): ``{delta, p}``. Records store ``p`` as a string with two significant
+    digits: the results file rounds floats to five decimals, which would turn p = 3e-8 into 0."""
+    import numpy as np
     from ranx import Qrels, Run, evaluate
     from scipy.stats import ttest_rel
 
@@ -30,6 +32,8 @@ def paired_test(qrels, run, baseline, metric: str = "ndcg@10") -> dict[str, floa
         filled = {q: dict(scores.get(q) or {"__none__": 0.0}) for q in judged}
         per_query.append(evaluate(Qrels(judged), Run(filled), metric, return_mean=False, make_comparable=True))
     test = ttest_rel(per_query[0], per_query[1])
+    if np.isnan(test.pvalue):  # identical runs
+        return {"delta": 0.0, "p": 1.0}
     return {"delta": float(per_query[0].mean() - per_query[1].mean()), "p": float(test.pvalue)}
 
 

@@ -90,7 +90,7 @@ def main(
             save_run(report.run, f"{dataset}-test-{method}")
             runs[method] = report.run
             metrics = report.metrics | {
-                "p_vs_zero_shot": test["p"], "delta_vs_zero_shot": test["delta"],
+                "p_vs_zero_shot": f"{test['p']:.2g}", "delta_vs_zero_shot": test["delta"],
                 "trainable_params": summary["trainable_params"], "train_seconds": summary["train_seconds"],
                 "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
                 "best_dev_ndcg@10": summary["best_dev_ndcg@10"], "learning_rate": learning_rate,
