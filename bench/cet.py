@@ -95,7 +95,7 @@ def main(
     rerank_batch_size: int = typer.Option(8),
     rerank_epochs: float = typer.Option(1.0, help="Reranker: passes over the training groups."),
     learning_rate: float = typer.Option(2e-5),
-    debias_ratio: float = typer.Option(2.0),
+    debias_ratio: float = typer.Option(10.0, help="CET's T (10, the official ranker.sh)."),
     rerank_depth: int = typer.Option(100),
     max_queries: int | None = typer.Option(None, help="Reranker: rerank only this many test queries (seeded)."),
     rerank_max_length: int = typer.Option(256, help="Reranker: tokens per (query, document) pair."),

@@ -23,7 +23,7 @@ from retriever.encoders import BiEncoder
 from retriever.errors import IndexNotFoundError
 from retriever.pipeline import build_index, evaluate_index, open_index
 from training.adore import train_adore
-from training.config import TrainConfig
+from training.config import ADORE_LEARNING_RATE, TrainConfig
 from training.negatives import MiningParams, mine_hard_negatives, read_negatives
 from training.trainer import train
 
@@ -43,10 +43,18 @@ def ensure_index(data, name: str, model: str):
 
 
 def evaluate_and_record(data, dataset: str, method: str, index, encoder, summary: dict, extra: dict,
-                        max_pairs: int | None = None, variant: str = "") -> None:
+                        max_pairs: int | None = None, variant: str = "", baseline=None) -> None:
+    """Test metrics of one trained model; with ``baseline`` (zero-shot's test run), a paired t-test on
+    nDCG@10 against it (``p_vs_zero_shot``) and the run saved to bench/runs/."""
+    from bench.significance import paired_test, save_run
+
     report = evaluate_index(index, encoder, data, split="test", k=1000)
     metrics = report.metrics | {"train_seconds": summary["train_seconds"], "samples_per_s": summary["samples_per_s"],
                                 "steps": summary["steps"]} | extra
+    if baseline is not None:
+        test = paired_test(data.qrels("test"), report.run, baseline)
+        metrics |= {"p_vs_zero_shot": f"{test['p']:.2g}", "delta_vs_zero_shot": test["delta"]}
+        save_run(report.run, f"{dataset}-test-{method}{variant.replace(' ', '')}")
     label = f"all-MiniLM-L6-v2+{method}{variant}" + (f" ({max_pairs} pairs)" if max_pairs else "")
     record(dataset, "test", method, label, metrics, summary["train_seconds"])
 
@@ -59,7 +67,11 @@ def main(
     seed: int = typer.Option(42),
     only: list[str] = typer.Option([], help="Run only these methods (star, mw-star, adore, adore-star)."),
     max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
-    adore_normalize: str = typer.Option("none", help="ADORE weights: none (paper) | query (each query sums to 1)."),
+    adore_normalize: str = typer.Option("pairs", help="ADORE: pairs (the official loss) | sum | weights."),
+    adore_lr: float = typer.Option(ADORE_LEARNING_RATE, help="ADORE's learning rate (official default 5e-6)."),
+    max_epochs: int = typer.Option(10, help="ADORE: epochs at most (early stopping on dev nDCG@10)."),
+    min_epochs: int = typer.Option(3),
+    patience: int = typer.Option(2, help="ADORE: epochs without a better dev nDCG@10 before stopping."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
@@ -89,12 +101,17 @@ def main(
             "mining_seconds": mining_seconds, "mining_seconds_per_step": mining_seconds / summary["steps"],
             "corpus_encode_seconds": encode_seconds}, max_pairs)
 
-    changed = ([(f"-norm-{adore_normalize}", f"norm={adore_normalize}")] if adore_normalize != "none" else []) + (
-        [(f"-lr{learning_rate:g}", f"lr={learning_rate:g}")] if learning_rate != 2e-5 else [])
+    changed = ([(f"-norm-{adore_normalize}", f"norm={adore_normalize}")] if adore_normalize != "pairs" else []) + (
+        [(f"-lr{adore_lr:g}", f"lr={adore_lr:g}")] if adore_lr != ADORE_LEARNING_RATE else [])
     variant = "".join(folder for folder, _ in changed)  # model/index folder suffix
     settings = ", ".join(label for _, label in changed)
+    adore_methods = [m for m in ("adore", "adore-star") if not only or m in only]
+    zero_run = evaluate_index(zero_index, zero_encoder, data, split="test", k=1000, with_auc=False).run \
+        if adore_methods else None
+    adore_common = common | dict(learning_rate=adore_lr, epochs=float(max_epochs), min_epochs=min_epochs,
+                                 early_stopping_patience=patience)
     for method, base in (("adore", f"{dataset}-zero-shot"), ("adore-star", f"{dataset}-star")):
-        if only and method not in only:
+        if method not in adore_methods:
             continue
         target = INDEXES / f"{dataset}-{method}{variant}"
         output = MODELS / f"{dataset}-{method}{variant}"
@@ -102,12 +119,13 @@ def main(
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(INDEXES / base, target)
             train_adore(TrainConfig(method="adore", index=str(target), output=output,
-                                    adore_normalize=adore_normalize, **common))
+                                    adore_normalize=adore_normalize, **adore_common))
         summary = json.loads((output / "train_summary.json").read_text())
         index, _, encoder = open_index(target)
         evaluate_and_record(data, dataset, method, index, encoder, summary, {
-            "retrieval_seconds_per_step": summary["retrieval_seconds_per_step"], "corpus_encode_seconds": 0.0},
-            max_pairs, variant=f" ({settings})" if settings else "")
+            "corpus_encode_seconds": 0.0, "epochs_run": summary.get("epochs_run"),
+            "best_step": summary.get("best_step"), "best_dev_ndcg@10": summary.get("best_dev_ndcg@10"),
+            "learning_rate": adore_lr}, max_pairs, variant=f" ({settings})" if settings else "", baseline=zero_run)
 
 
 if __name__ == "__main__":

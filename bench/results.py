@@ -93,6 +93,19 @@ def record(dataset: str, split: str, method: str, model: str, metrics: dict[str,
     return entry
 
 
+def remove(dataset: str, method: str, model: str | None = None, split: str = "test") -> int:
+    """Delete the records of a superseded implementation (every model label of ``method`` unless ``model``
+    is given), then re-render the table; returns how many went."""
+    with _locked():
+        rows = load()
+        keep = [r for r in rows if not (r["dataset"] == dataset and r["split"] == split and r["method"] == method
+                                        and (model is None or r["model"] == model))]
+        if len(keep) != len(rows):
+            atomic_write_json(RESULTS, keep)
+            render(keep)
+    return len(rows) - len(keep)
+
+
 @contextmanager
 def _locked():
     import fcntl

@@ -1,14 +1,16 @@
 import hashlib
+import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from retriever.data import load_beir
 from retriever.index import load_index
 from retriever.pipeline import build_index
-from training.adore import adore_loss, delta_mrr_weights, dynamic_candidates, normalize_per_query
+from training.adore import adore_loss, delta_mrr_weights, dynamic_candidates, pair_mask
 from training.config import TrainConfig
 from training.losses import star_from_scores
 from training.negatives import MiningParams, mine_hard_negatives, read_negatives
@@ -57,21 +59,44 @@ def test_delta_mrr_weights_hand_example() -> None:
     expected[3, 0], expected[3, 2] = 1.0, 1 / 3
     torch.testing.assert_close(w, expected)
     scores = torch.tensor([[0.5, 0.4, 0.3, 0.1]])
-    loss = adore_loss(scores, w[None], 0.1)
+    pairs = pair_mask(relevant, valid)
     hand = (0.5 * math.log1p(math.exp(1)) + (1 / 6) * math.log1p(math.exp(-1))
             + 1.0 * math.log1p(math.exp(4)) + (1 / 3) * math.log1p(math.exp(2)))
-    assert loss.item() == pytest.approx(hand, rel=1e-5)
+    assert adore_loss(scores, w[None], pairs, 0.1, "sum").item() == pytest.approx(hand, rel=1e-5)
+    assert adore_loss(scores, w[None], pairs, 0.1).item() == pytest.approx(hand / 4, rel=1e-5)  # 2 x 2 pairs
 
 
-def test_per_query_normalisation_gives_each_query_weight_one() -> None:
-    many = torch.zeros(3, 3)
-    many[0, 1], many[0, 2], many[1, 2] = 3.0, 1.0, 4.0  # a query with many weighted pairs
-    one = torch.zeros(3, 3)
-    one[0, 1] = 0.5
-    none = torch.zeros(3, 3)  # no relevant candidate: stays zero, no NaN
-    w = normalize_per_query(torch.stack([many, one, none]))
-    torch.testing.assert_close(w.sum(dim=(1, 2)), torch.tensor([1.0, 1.0, 0.0]))
-    torch.testing.assert_close(w[0, 1, 2], torch.tensor(0.5))
+def official_adore_loss(scores: np.ndarray, labels: np.ndarray, metric_cut: int) -> float:
+    """A line-by-line port of DRhard adore/train.py's loss (sigma = 1) for retrieved lists ``scores``."""
+    loss = 0.0
+    for y, target in zip(scores, labels, strict=True):
+        target = target.astype(np.int32).reshape(-1, 1)
+        rel_diff = target - target.T
+        pos_pairs, neg_pairs = (rel_diff > 0).astype(np.float64), (rel_diff < 0).astype(np.float64)
+        num_pairs = 2 * pos_pairs.sum()
+        y = y.reshape(-1, 1)
+        c = pos_pairs * np.log1p(np.exp(-(y - y.T))) + neg_pairs * np.log1p(np.exp(y - y.T))
+        arr = 1 / np.arange(1, 1 + len(y), dtype=np.float64)
+        arr[metric_cut:] = 0
+        loss += (c * np.abs(arr[:, None] - arr[None, :])).sum() / num_pairs
+    return loss / len(scores)
+
+
+def test_adore_loss_matches_the_official_formula_on_mixed_queries() -> None:
+    rng = np.random.default_rng(0)
+    k = 60
+    scores = rng.normal(size=(2, k))
+    labels = np.zeros((2, k), dtype=bool)
+    labels[0, 2] = True  # one positive, at rank 3
+    labels[1, rng.choice(k, 50, replace=False)] = True  # fifty positives
+    ranks = torch.arange(1, k + 1).expand(2, -1)
+    relevant, valid = torch.from_numpy(labels), torch.ones(2, k, dtype=torch.bool)
+    weights = delta_mrr_weights(ranks, relevant, valid, cutoff=k)
+    ours = adore_loss(torch.from_numpy(scores), weights.double(), pair_mask(relevant, valid), 1.0)
+    assert ours.item() == pytest.approx(official_adore_loss(scores, labels, k), rel=1e-6)
+    # the 50-positive query does not dominate: the mean weighs each query once
+    alone = adore_loss(torch.from_numpy(scores[:1]), weights[:1].double(), pair_mask(relevant, valid)[:1], 1.0)
+    assert ours.item() == pytest.approx((alone.item() + official_adore_loss(scores[1:], labels[1:], k)) / 2)
 
 
 def test_dynamic_negatives_come_from_the_real_index(tiny_built, encoder) -> None:
@@ -85,6 +110,10 @@ def test_dynamic_negatives_come_from_the_real_index(tiny_built, encoder) -> None
     second = [ds.doc_ids[r] for r in batch.rows[1][batch.valid[1]].tolist()]
     assert second[:3] == expected[1] and "d1" in second  # the unretrieved positive is appended
     assert batch.ranks[1][second.index("d1")] == 4 or "d1" in expected[1]
+    unretrieved = next(d for d in ds.doc_ids if d not in expected[0])
+    partly = dynamic_candidates(index, vectors[:1], [{expected[0][0], unretrieved}], doc_row, k=3)
+    got = [ds.doc_ids[r] for r in partly.rows[0][partly.valid[0]].tolist()]
+    assert got == expected[0]  # one positive retrieved: the other is not appended (official code)
 
 
 def file_hash(path: Path) -> str:
@@ -114,4 +143,7 @@ def test_adore_keeps_the_document_side_bit_identical(tiny_built, encoder, tmp_pa
     for name, tensor in doc_state.items():
         assert torch.equal(reloaded_doc[name], tensor), name
     query_tower = load_sentence_transformer(new_manifest.query_model_id).state_dict()
-    assert any(not torch.equal(query_tower[n], t) for n, t in doc_state.items())  # the query tower moved
+    moved = any(not torch.equal(query_tower[n], t) for n, t in doc_state.items())
+    assert moved == (summary["best_step"] > 0)  # the tower of the best dev evaluation (step 0: the start model)
+    log = [json.loads(line) for line in (tmp_path / "adore" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["step"] == 0 and "eval_dev_cosine_ndcg@10" in log[0] and any("loss" in r for r in log)

@@ -150,3 +150,31 @@ def test_cet_star_trains_both_models_without_crossing_gradients(tiny_model_dir) 
     expected = (weights[0, 1] * sp(-1.0) + weights[0, 2] * sp(-2.0)) / 2
     value = star_from_scores(logits, torch.tensor([0]), ~valid, 1.0, weights).item()
     assert value == pytest.approx(float(expected))
+
+
+def test_cet_weights_at_initialisation_stay_in_the_official_range(minilm, tiny_dir) -> None:
+    """A real batch (tiny corpus, MiniLM's own hardest non-positive as the mined negative), default T."""
+    import numpy as np
+
+    from retriever.data import load_beir
+    from training.examples import build_rows
+    from training.losses.cet_star import CETStarLoss
+
+    data = load_beir(tiny_dir)
+    qrels = data.qrels("train")
+    docs = minilm.encode(data.doc_texts(data.doc_ids), normalize_embeddings=True)
+    negatives = {}
+    for q in qrels:
+        ranked = np.argsort(-(docs @ minilm.encode(data.queries[q], normalize_embeddings=True)))
+        negatives[q] = [data.doc_ids[i] for i in ranked if data.doc_ids[i] not in qrels[q]]
+    rows = build_rows(data, "train", negatives, n_negatives=1, negative_sampling="top")
+    loss = CETStarLoss(minilm, known=rows.known, selection=minilm)  # S: the same base checkpoint
+    columns = ["anchor", "positive", "negative_1"]
+    batch = [features(minilm, rows.columns[c]) for c in columns]
+    w_r, w_s = loss.pair_weights(batch, torch.tensor(rows.columns["label"]))
+    size = len(rows)
+    for weights in (w_r, w_s):
+        hard = weights[:, size:]
+        assert hard.median() < 5 and hard.max() < 50
+        assert torch.equal(weights[:, :size], torch.ones(size, size))  # in-batch pairs carry no CET weight
+    assert loss.debias_ratio == 10.0

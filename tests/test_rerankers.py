@@ -98,15 +98,57 @@ def test_document_is_truncated_to_the_length_limit(tiny_lm):
 
 def test_sft_loss_matches_hand_computation():
     log_p_yes = torch.log(torch.tensor([[0.8, 0.3]]))
-    log_p_no = torch.log(torch.tensor([[0.1, 0.6]]))  # full vocabulary: yes and no need not sum to 1
+    log_p_no = torch.log(torch.tensor([[0.1, 0.6]]))
     labels = torch.tensor([[1.0, 0.0]])
     loss = PointwiseSFTLoss()(log_p_yes, log_p_no, labels)
     assert float(loss) == pytest.approx(-(math.log(0.8) + math.log(0.6)) / 2, rel=1e-6)
-    weights = PointwiseSFTLoss.gradient_weights(log_p_yes, log_p_no, labels)
+    weights = PointwiseSFTLoss().gradient_weights(log_p_yes, log_p_no, labels)
     np.testing.assert_allclose(weights.numpy(), [[0.2, 0.4]], rtol=1e-6)
+    balanced = PointwiseSFTLoss(pos_weight=3.0)
+    assert float(balanced(log_p_yes, log_p_no, labels)) == pytest.approx(-(3 * math.log(0.8) + math.log(0.6)) / 2)
+    np.testing.assert_allclose(balanced.gradient_weights(log_p_yes, log_p_no, labels).numpy(), [[0.6, 0.4]],
+                               rtol=1e-6)
     s = torch.tensor([[0.0]])  # cross-encoder logit 0 -> BCE = log 2
     bce = PointwiseSFTLoss()(torch.nn.functional.logsigmoid(s), torch.nn.functional.logsigmoid(-s), torch.ones(1, 1))
     assert float(bce) == pytest.approx(math.log(2))
+
+
+def test_lm_sft_loss_ignores_every_non_answer_logit():
+    from retriever.rerank.causal_lm import two_way_log_probs
+
+    torch.manual_seed(0)
+    logits = torch.randn(4, 50)
+    yes_id, no_id = 7, 11
+    labels = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    shifted = logits + 5.0
+    shifted[:, [yes_id, no_id]] = logits[:, [yes_id, no_id]]  # a constant added to every non-answer logit
+    losses = [PointwiseSFTLoss()(*two_way_log_probs(x, yes_id, no_id), labels) for x in (logits, shifted)]
+    assert float(losses[0]) == pytest.approx(float(losses[1]), rel=1e-6)
+    log_p_yes, log_p_no = two_way_log_probs(logits, yes_id, no_id)
+    torch.testing.assert_close(log_p_yes.exp() + log_p_no.exp(), torch.ones(4))
+    torch.testing.assert_close(log_p_yes - log_p_no, logits[:, yes_id] - logits[:, no_id])
+
+
+def test_lm_cl_scores_by_the_yes_logit_in_training_and_inference(tiny_lm, tmp_path):
+    from retriever.rerank.causal_lm import CausalLMReranker
+    from training.rerank_models import CausalLMScorer
+
+    scorer = CausalLMScorer(str(tiny_lm), max_length=200)
+    queries, docs = ["vitamin d", "paris"], ["vitamin d of cancer risk", "tower"]
+    with torch.no_grad():
+        two_way = scorer(queries, docs)
+        scorer.score_kind = "yes"
+        yes = scorer(queries, docs)
+    torch.testing.assert_close(two_way.log_p_yes.exp() + two_way.log_p_no.exp(), torch.ones(2))
+    torch.testing.assert_close(yes.log_p_yes, two_way.log_p_yes)  # SFT reads the same two-way softmax
+    ids = torch.tensor([scorer.prompter([queries[0]], [docs[0]])[0]])
+    with torch.no_grad():
+        logits = scorer.model(input_ids=ids).logits[0, -1]
+    assert float(yes.scores[0]) == pytest.approx(float(logits[scorer.yes_id]), abs=1e-4)
+    assert float(two_way.scores[0]) == pytest.approx(float(logits[scorer.yes_id] - logits[scorer.no_id]), abs=1e-4)
+    scorer.save(tmp_path / "cl-lm")
+    served = CausalLMReranker(str(tmp_path / "cl-lm"), batch_size=2, device="cpu").score_pairs(queries, docs)
+    np.testing.assert_allclose(served, yes.scores.numpy(), atol=1e-4)  # inference ranks as CL trained
 
 
 def test_listwise_cl_matches_hand_computation_and_couples_weights():

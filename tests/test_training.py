@@ -53,6 +53,10 @@ def test_train_kill_and_resume(tiny_dir: Path, tiny_model_dir: Path, tmp_path: P
     assert loss_steps == [1, 2, 3, 4, 5, 6]  # step 3 was lost in the crash and redone once after resume
     assert any("eval_dev_cosine_ndcg@10" in r for r in logged)
     assert (out / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+    # dev evaluation is announced, and the run says where its log and curve are (issue 22, item 16)
+    assert "dev evaluation (" in resumed.stderr
+    assert f"log: {(out / 'log.jsonl').resolve()}" in resumed.stdout
+    assert f"training_curve: {(out / 'training_curve.png').resolve()}" in resumed.stdout
 
     from sentence_transformers import SentenceTransformer
 
@@ -146,3 +150,15 @@ def test_half_precision_checkpoint_trains_in_float32(tiny_dir: Path, tiny_model_
                       dev_corpus_size=3, early_stopping_patience=None))
     trained = SentenceTransformer(str(out), device="cpu")
     assert {p.dtype for p in trained.parameters()} == {torch.float32}
+
+
+def test_one_row_per_query_samples_positives_by_grade() -> None:
+    from training.examples import sample_query_pairs
+
+    qrels = {"q1": {"a": 2, "b": 1}, "q2": {"c": 1, "d": 0}, "q3": {"e": 0}}
+    draws = [sample_query_pairs(qrels, seed) for seed in range(600)]
+    assert all([q for q, _ in pairs] == ["q1", "q2"] for pairs in draws)  # one row per query with a positive
+    assert all(dict(pairs)["q2"] == "c" for pairs in draws)  # a grade-0 document is never a positive
+    share_a = sum(dict(pairs)["q1"] == "a" for pairs in draws) / len(draws)
+    assert abs(share_a - 2 / 3) < 0.06  # drawn in proportion to the grade
+    assert sample_query_pairs(qrels, 3) == sample_query_pairs(qrels, 3)

@@ -19,18 +19,19 @@ from tqdm.auto import tqdm
 
 from retriever.atomic import atomic_write_json
 from retriever.data import load_dataset
-from retriever.encoders import BiEncoder, TextEncoder, load_sentence_transformer
+from retriever.encoders import TextEncoder, load_sentence_transformer
 from retriever.encoders.bi_encoder import TOWERS_FILE
 from retriever.errors import RetrieverError
-from retriever.evaluate import evaluate_run
 from retriever.index import save_index
 from retriever.index.store import resolve_index_dir
-from retriever.pipeline import open_index, retrieve
-from training.callbacks import plot_training_curve
+from retriever.pipeline import open_index
+from training.callbacks import plot_training_curve, report_outputs
 from training.config import TrainConfig
+from training.dev_eval import DenseDev, EarlyStopping, steps_per_epoch
 from training.loop import embed_texts, epoch_batches, fresh_log, total_steps
 
 logger = logging.getLogger(__name__)
+DEV_METRIC = "eval_dev_cosine_ndcg@10"
 
 
 def delta_mrr_weights(ranks: Tensor, relevant: Tensor, valid: Tensor, cutoff: int) -> Tensor:
@@ -39,20 +40,28 @@ def delta_mrr_weights(ranks: Tensor, relevant: Tensor, valid: Tensor, cutoff: in
     reciprocal = 1.0 / ranks.clamp(min=1).to(torch.float64)
     inverse = torch.where(ranks <= cutoff, reciprocal, torch.zeros((), dtype=torch.float64))
     delta = (inverse[:, :, None] - inverse[:, None, :]).abs()
-    pairs = (relevant & valid)[:, :, None] & (~relevant & valid)[:, None, :]
-    return (delta * pairs).to(torch.float32)
+    return (delta * pair_mask(relevant, valid)).to(torch.float32)
 
 
-def normalize_per_query(weights: Tensor) -> Tensor:
-    """Scale each query's ``[i, j]`` weight matrix to sum to 1 (queries without a weighted pair stay 0)."""
-    totals = weights.sum(dim=(1, 2), keepdim=True)
-    return weights / totals.clamp(min=torch.finfo(weights.dtype).tiny)
+def pair_mask(relevant: Tensor, valid: Tensor) -> Tensor:
+    """``[b, i, j]``: ``i`` relevant and ``j`` non-relevant, both real candidates of query ``b``."""
+    return (relevant & valid)[:, :, None] & (~relevant & valid)[:, None, :]
 
 
-def adore_loss(scores: Tensor, weights: Tensor, temperature: float) -> Tensor:
-    """``sum_{b,i,j} w_bij * log(1 + exp((s_bj - s_bi) / tau)) / B``."""
+def adore_loss(scores: Tensor, weights: Tensor, pairs: Tensor, temperature: float, normalize: str = "pairs") -> Tensor:
+    """ADORE's ΔMRR-weighted pairwise loss, ``ℓ_bij = w_bij * softplus((s_bj - s_bi) / tau)``.
+
+    ``pairs`` (the official ``adore/train.py``): each query's sum over its (relevant, non-relevant) pairs
+    divided by its number of such pairs (weighted or not), then the mean over the batch; ``sum``: the sum
+    over all pairs divided by the batch size; ``weights``: each query's weights scaled to sum to 1."""
     margins = (scores[:, None, :] - scores[:, :, None]) / temperature  # [b, i, j] = s_j - s_i
-    return (weights * nn.functional.softplus(margins)).sum() / scores.size(0)
+    per_pair = nn.functional.softplus(margins)
+    if normalize == "weights":
+        weights = weights / weights.sum(dim=(1, 2), keepdim=True).clamp(min=torch.finfo(weights.dtype).tiny)
+    per_query = (weights * per_pair).sum(dim=(1, 2))
+    if normalize == "pairs":
+        per_query = per_query / pairs.sum(dim=(1, 2)).clamp(min=1).to(per_query.dtype)
+    return per_query.mean()
 
 
 @dataclass
@@ -68,15 +77,16 @@ class AdoreBatch:
 
 def dynamic_candidates(index, query_vectors: np.ndarray, positives: list[set[str]], doc_row: dict[str, int],
                        k: int) -> AdoreBatch:
-    """Search the real index with the current query vectors; append positives it did not return."""
+    """Search the real index with the current query vectors; when it returned none of a query's positives,
+    append them all (unranked), as the official code does; otherwise candidates are the top ``k`` only."""
     result = index.search(query_vectors, k)
-    width = k + max(len(p) for p in positives)
+    width = k + max(len(p) for p in positives)  # room for appended positives
     rows = np.zeros((len(positives), width), dtype=np.int64)
     ranks = np.full((len(positives), width), k + 1, dtype=np.int64)
     relevant = np.zeros((len(positives), width), dtype=bool)
     valid = np.zeros((len(positives), width), dtype=bool)
     for b, (ids, pos) in enumerate(zip(result.ids, positives, strict=True)):
-        missing = sorted(pos - set(ids))
+        missing = [] if pos & set(ids) else sorted(pos)
         cand = list(ids) + missing
         rows[b, : len(cand)] = [doc_row[d] for d in cand]
         ranks[b, : len(ids)] = np.arange(1, len(ids) + 1)
@@ -84,6 +94,17 @@ def dynamic_candidates(index, query_vectors: np.ndarray, positives: list[set[str
         valid[b, : len(cand)] = True
     return AdoreBatch(torch.from_numpy(rows), torch.from_numpy(ranks), torch.from_numpy(relevant),
                       torch.from_numpy(valid), result.ids)
+
+
+def _adore_step(config: TrainConfig, query_model, index, doc_matrix: Tensor, dataset, batch: list[str],
+                positives: dict[str, set[str]], doc_row: dict[str, int]) -> Tensor:
+    q = embed_texts(query_model, [dataset.queries[x] for x in batch])
+    cands = dynamic_candidates(index, q.detach().cpu().numpy(), [positives[x] for x in batch], doc_row,
+                               config.adore_top_k)
+    scores = torch.einsum("bd,bmd->bm", q.float(), doc_matrix[cands.rows].to(q.device).float())
+    weights = delta_mrr_weights(cands.ranks, cands.relevant, cands.valid, config.adore_top_k).to(q.device)
+    pairs = pair_mask(cands.relevant, cands.valid).to(q.device)
+    return adore_loss(scores, weights, pairs, config.tau, config.adore_normalize)
 
 
 def train_adore(config: TrainConfig) -> dict:
@@ -96,7 +117,6 @@ def train_adore(config: TrainConfig) -> dict:
     query_init = config.model if config.model != "default" else manifest.model_id
     query_model = load_sentence_transformer(query_init).float()
     query_model.max_seq_length = config.query_max_seq_length or 64
-    query_model.train()
 
     doc_ids = dataset.doc_ids
     doc_matrix = torch.from_numpy(doc_encoder.encode(dataset.doc_texts(doc_ids), side="document"))  # cached
@@ -106,59 +126,75 @@ def train_adore(config: TrainConfig) -> dict:
     if config.max_pairs:
         qids = list(np.random.default_rng(config.seed).permutation(qids)[: config.max_pairs])
     positives = {q: {d for d, r in qrels[q].items() if r > 0 and d in doc_row} for q in qids}
+    qids = [q for q in qids if positives[q]]
+    dev = DenseDev(dataset, config.dev_split, doc_ids, doc_matrix) if config.dev_split in dataset.splits else None
 
     total = total_steps(len(qids), config)
-    optimizer = torch.optim.AdamW(query_model.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.AdamW(query_model.parameters(), lr=config.learning_rate, weight_decay=0.01)
     warmup = max(1, int(config.warmup_ratio * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     output = Path(config.output)
     log_path = fresh_log(output)
-    retrieval_seconds = 0.0
+    best_dir = output / "best-query"
+    early = EarlyStopping(config.early_stopping_patience, config.min_epochs + 1)  # + the evaluation at step 0
+    per_epoch = steps_per_epoch(len(qids), config.batch_size)
+    if dev is not None:  # step 0: the start model (zero-shot when it is the document model)
+        value = dev(query_model)
+        logger.info("step 0: dev nDCG@10 %.4f", value)
+        with open(log_path, "a") as handle:
+            handle.write(json.dumps({"step": 0, DEV_METRIC: value}) + "\n")
+        if early.update(value):
+            query_model.save(str(best_dir))
+    query_model.train()  # dropout on, as in the official loop
     start = time.perf_counter()
+    step = best_step = 0
     batches = epoch_batches(qids, config.batch_size, total, config.seed)
-    for step, batch in enumerate(tqdm(batches, total=total, desc="ADORE")):
-        q = embed_texts(query_model, [dataset.queries[x] for x in batch])
-        tick = time.perf_counter()
-        cands = dynamic_candidates(index, q.detach().cpu().numpy(), [positives[x] for x in batch], doc_row,
-                                   config.adore_top_k)
-        retrieval_seconds += time.perf_counter() - tick
-        scores = torch.einsum("bd,bmd->bm", q.float(), doc_matrix[cands.rows].to(q.device).float())
-        weights = delta_mrr_weights(cands.ranks, cands.relevant, cands.valid, config.adore_top_k).to(q.device)
-        if config.adore_normalize == "query":
-            weights = normalize_per_query(weights)
-        loss = adore_loss(scores, weights, config.tau)
+    for step, batch in enumerate(tqdm(batches, total=total, desc="ADORE"), start=1):
+        loss = _adore_step(config, query_model, index, doc_matrix, dataset, batch, positives, doc_row)
         optimizer.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(query_model.parameters(), 1.0)  # the official max_grad_norm
         optimizer.step()
         schedule.step()
+        entry = {"step": step, "loss": float(loss.detach()), "learning_rate": schedule.get_last_lr()[0]}
+        if dev is not None and (step % per_epoch == 0 or step == total):
+            entry[DEV_METRIC] = dev(query_model)
+            logger.info("step %d (epoch %.2f): dev nDCG@10 %.4f", step, step / per_epoch, entry[DEV_METRIC])
+            if early.update(entry[DEV_METRIC]):
+                query_model.save(str(best_dir))
+                best_step = step
         with open(log_path, "a") as handle:
-            handle.write(json.dumps({"step": step + 1, "loss": float(loss.detach()),
-                                     "learning_rate": schedule.get_last_lr()[0]}) + "\n")
+            handle.write(json.dumps(entry) + "\n")
+        if early.should_stop:
+            logger.info("early stopping at step %d (best: evaluation %d)", step, early.best_eval)
+            break
     seconds = time.perf_counter() - start
-
+    if (best_dir / "config.json").is_file():
+        query_model = load_sentence_transformer(str(best_dir)).float()
     query_model.eval()
+    _save_towers(config, query_model, manifest, doc_encoder, index, output)
+    plot_training_curve(log_path, output / "training_curve.png", DEV_METRIC)
+    summary = {"train_seconds": seconds, "samples_per_s": step * config.batch_size / seconds, "steps": step,
+               "epochs_run": round(step / per_epoch, 2), "rows": len(qids), "loss": "adore", "tau": config.tau,
+               "learning_rate": config.learning_rate, "adore_normalize": config.adore_normalize,
+               "best_dev_ndcg@10": early.best_value, "best_step": None if dev is None else best_step,
+               "document_model": manifest.model_id}
+    atomic_write_json(output / "train_summary.json", summary)
+    report_outputs(output)
+    return summary
+
+
+def _save_towers(config: TrainConfig, query_model, manifest, doc_encoder, index, output: Path) -> None:
+    """The query tower in ``output/query``, towers.json naming the frozen document model, and (with
+    ``update_index``) a new index version whose manifest names the query tower: no corpus re-encoding."""
     query_dir = output / "query"
     query_model.save(str(query_dir))
     atomic_write_json(output / TOWERS_FILE, {"query": "query", "document": manifest.model_id,
                                              "document_fingerprint": manifest.model_fingerprint})
-    query_tower = TextEncoder(query_model, str(query_dir.resolve()), doc_encoder.cache)
-    towers = BiEncoder(query_tower, doc_encoder)
-    dev = {}
-    if config.dev_split in dataset.splits:
-        run = retrieve(index, towers, dataset.split_queries(config.dev_split), k=100)
-        dev = evaluate_run(dataset.qrels(config.dev_split), run)
-        with open(log_path, "a") as handle:
-            handle.write(json.dumps({"step": total, "eval_dev_cosine_ndcg@10": dev["ndcg@10"]}) + "\n")
-    plot_training_curve(log_path, output / "training_curve.png", "eval_dev_cosine_ndcg@10")
     if config.update_index:
+        query_tower = TextEncoder(query_model, str(query_dir.resolve()), doc_encoder.cache)
         folder = resolve_index_dir(config.index)
         updated = manifest.model_copy(update={"query_model_id": str(query_dir.resolve()),
                                               "query_model_fingerprint": query_tower.fingerprint})
-        save_index(index, updated, folder)  # same vectors, new manifest: no corpus re-encoding
-    summary = {"train_seconds": seconds, "samples_per_s": total * config.batch_size / seconds, "steps": total,
-               "retrieval_seconds_per_step": retrieval_seconds / max(total, 1), "rows": len(qids),
-               "loss": "adore", "tau": config.tau, "best_dev_ndcg@10": dev.get("ndcg@10"),
-               "document_model": manifest.model_id}
-    atomic_write_json(output / "train_summary.json", summary)
-    return summary
+        save_index(index, updated, folder)

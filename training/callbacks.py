@@ -53,11 +53,36 @@ def plot_training_curve(log_path: Path, png_path: Path, metric: str) -> Path | N
     return save_png(fig, Path(png_path), dpi=110)
 
 
+def report_outputs(output: Path) -> None:
+    """Say where the run's log and curve are (stderr, through logging, so ``--json`` stdout stays clean)."""
+    for name in ("log.jsonl", "training_curve.png"):
+        path = Path(output) / name
+        if path.is_file():
+            logger.info("%s: %s", name, path.resolve())
+
+
+class DevProgressCallback(TrainerCallback):
+    """Announces each dev evaluation (it encodes a dev corpus and can take minutes) and its result."""
+
+    def __init__(self, n_queries: int, n_docs: int) -> None:
+        self.n_queries, self.n_docs = n_queries, n_docs
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_evaluate and state.is_world_process_zero:
+            logger.info("step %d: dev evaluation (%d queries over %d documents)...", state.global_step,
+                        self.n_queries, self.n_docs)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if state.is_world_process_zero and metrics:
+            shown = {k: round(v, 4) for k, v in metrics.items() if k.endswith("ndcg@10")}
+            logger.info("step %d: dev %s", state.global_step, shown)
+
+
 class BestModelEarlyStopping(TrainerCallback):
     """Stops after ``patience`` evaluations without improvement; saves each new best model to ``best_dir``."""
 
-    def __init__(self, metric: str, best_dir: Path, patience: int | None) -> None:
-        self.metric = metric
+    def __init__(self, metric: str, best_dir: Path, patience: int | None, min_step: int = 0) -> None:
+        self.metric, self.min_step = metric, min_step
         self.best_dir = Path(best_dir)
         self.patience = patience
         self.best = -math.inf
@@ -76,7 +101,7 @@ class BestModelEarlyStopping(TrainerCallback):
                 )
             return
         self.bad_evals += 1
-        if self.patience is not None and self.bad_evals >= self.patience:
+        if self.patience is not None and self.bad_evals >= self.patience and state.global_step >= self.min_step:
             logger.info("early stopping: %s did not improve for %d evaluations", self.metric, self.bad_evals)
             control.should_training_stop = True
 

@@ -20,6 +20,12 @@ def _config(model, config_file: Path | None, params: dict):
     return load_config(config_file, overrides, model)
 
 
+def _with_outputs(summary: dict, output: Path) -> dict:
+    """Add where the run's log and training curve are, when they exist."""
+    files = {"log": output / "log.jsonl", "training_curve": output / "training_curve.png"}
+    return summary | {k: str(v.resolve()) for k, v in files.items() if v.is_file()}
+
+
 def _echo(summary: dict, as_json: bool) -> None:
     typer.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
 
@@ -29,7 +35,7 @@ def train_command(
     method: str | None = typer.Option(None, help="finetune (default) | adore (needs --index) | soft-tokens"),
     index: str | None = typer.Option(None, help="ADORE: index built with the frozen document encoder."),
     adore_top_k: int | None = typer.Option(None, help="ADORE: dynamic negatives per query (default 200)."),
-    adore_normalize: str | None = typer.Option(None, help="ADORE: none (paper) | query (each query weighs 1)."),
+    adore_normalize: str | None = typer.Option(None, help="ADORE: pairs (official, default) | sum | weights."),
     soft_tokens: int | None = typer.Option(None, help="soft-tokens: K (default 16)."),
     soft_layers: int | None = typer.Option(None, help="soft-tokens: deep prompts in the first n layers (1)."),
     side: str | None = typer.Option(None, help="soft-tokens: query (default) | doc | both"),
@@ -54,9 +60,11 @@ def train_command(
     eval_steps: int | None = typer.Option(None),
     save_steps: int | None = typer.Option(None),
     early_stopping_patience: int | None = typer.Option(None),
+    min_epochs: int | None = typer.Option(None, help="Early stopping never stops before this many epochs (0)."),
+    rows: str | None = typer.Option(None, help="pair (one row per labelled pair) | query (one per query per epoch)"),
     mw_normalize: str | None = typer.Option(None, help="MW: pairs (mean, default) | batch (the paper's 1/B)"),
     debias: str | None = typer.Option(None, help="none | cet (CET weights on STAR's pairs; needs --loss star)"),
-    debias_ratio: float | None = typer.Option(None, help="CET's T (default 2; the paper's script uses 10)."),
+    debias_ratio: float | None = typer.Option(None, help="CET's T (default 10, the official script)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --output."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -70,14 +78,15 @@ def train_command(
         from training.adore import train_adore
         from training.soft_tokens import train_soft_tokens
 
-        _echo((train_adore if settings.method == "adore" else train_soft_tokens)(settings), as_json)
+        summary = (train_adore if settings.method == "adore" else train_soft_tokens)(settings)
+        _echo(_with_outputs(summary, settings.output), as_json)
         return
     result = train(settings)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     summary = {"output": str(result.output), "train_seconds": round(result.train_seconds, 1),
                "samples_per_s": round(result.samples_per_s, 2), "steps": result.steps, "best_dev": result.best_dev}
-    _echo(summary, as_json)
+    _echo(_with_outputs(summary, settings.output), as_json)
 
 
 def mine_command(
@@ -141,6 +150,7 @@ def train_reranker_command(
     max_steps: int | None = typer.Option(None),
     max_length: int | None = typer.Option(None),
     temperature: float | None = typer.Option(None, help="CL temperature (1.0)."),
+    sft_pos_weight: float | None = typer.Option(None, help="SFT: weight of positives (1 = paper; 7 balances 1:7)."),
     seed: int | None = typer.Option(None),
     output: Path | None = typer.Option(None, "--output", "-o"),
     save_steps: int | None = typer.Option(None),
@@ -148,7 +158,7 @@ def train_reranker_command(
     eval_steps: int | None = typer.Option(None),
     early_stopping_patience: int | None = typer.Option(None),
     debias: str | None = typer.Option(None, help="none | cet (needs --objective pair)"),
-    debias_ratio: float | None = typer.Option(None, help="CET's T (default 2; the paper's script uses 10)."),
+    debias_ratio: float | None = typer.Option(None, help="CET's T (default 10, the official script)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --output."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -157,7 +167,8 @@ def train_reranker_command(
     from training.rerank_config import RerankerConfig
     from training.rerank_trainer import train_reranker
 
-    _echo(train_reranker(_config(RerankerConfig, config, params)), as_json)
+    settings = _config(RerankerConfig, config, params)
+    _echo(_with_outputs(train_reranker(settings), settings.output), as_json)
 
 
 def register(app: typer.Typer) -> None:

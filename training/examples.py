@@ -51,6 +51,37 @@ def build_rows(
         keep = np.sort(np.random.default_rng(seed).choice(len(pairs), size=max_pairs, replace=False))
         pairs = [pairs[i] for i in keep]
         logger.info("subsampled %d of %d training pairs (seed %d)", max_pairs, len(qrels), seed)
+    return rows_from_pairs(dataset, split, pairs, negatives, n_negatives, seed, negative_sampling)
+
+
+def sample_query_pairs(qrels: dict[str, dict[str, int]], seed: int) -> list[tuple[str, str]]:
+    """One (query, positive) pair per query with a positive: the positive drawn with probability
+    proportional to its grade (graded qrels such as NFCorpus' 1/2), seeded."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for q in sorted(qrels):
+        docs = sorted((d, r) for d, r in qrels[q].items() if r > 0)
+        if docs:
+            grades = np.array([r for _, r in docs], dtype=np.float64)
+            pairs.append((q, docs[int(rng.choice(len(docs), p=grades / grades.sum()))][0]))
+    return pairs
+
+
+def epoch_rows(dataset: BeirDataset, config, negatives: dict[str, list[str]] | None, epoch: int) -> TrainingRows:
+    """The rows of one epoch: every labelled pair (``config.rows == "pair"``), or one row per training query
+    with a positive sampled by grade, redrawn each epoch (``"query"``, Tevatron's convention)."""
+    if config.rows == "pair":
+        return build_rows(dataset, config.split, negatives, config.n_negatives, config.max_pairs, config.seed,
+                          config.negative_sampling)
+    pairs = sample_query_pairs(dataset.qrels(config.split), config.seed + epoch)
+    return rows_from_pairs(dataset, config.split, pairs, negatives, config.n_negatives, config.seed + epoch,
+                           config.negative_sampling)
+
+
+def rows_from_pairs(dataset: BeirDataset, split: str, pairs: list[tuple[str, str]],
+                    negatives: dict[str, list[str]] | None, n_negatives: int, seed: int,
+                    negative_sampling: str) -> TrainingRows:
+    qrels = dataset.qrels(split)
     rng = np.random.default_rng(seed)
     ids: list[tuple[str, list[str]]] = []
     for q, d in pairs:

@@ -31,6 +31,9 @@ class RerankerConfig(BaseModel):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_length: int = Field(256, ge=16)
     temperature: float = Field(1.0, gt=0, description="CL softmax temperature over the scores")
+    sft_pos_weight: float | None = Field(
+        None, gt=0, description="SFT: weight of each positive's term (None = 1, the paper's plain cross-entropy; "
+        "n_hard + n_easy balances one positive against its negatives)")
     seed: int = 42
     output: Path = Path("models/reranker")
     save_steps: int = Field(50, ge=1)
@@ -41,7 +44,7 @@ class RerankerConfig(BaseModel):
     eval_steps: int | None = Field(None, ge=1, description="default: at the end only")
     early_stopping_patience: int | None = Field(3, ge=1)
     debias: Literal["none", "cet"] = "none"
-    debias_ratio: float = Field(2.0, gt=0, description="CET's T (the paper's script uses 10)")
+    debias_ratio: float = Field(10.0, gt=0, description="CET's T (10, the official ranker.sh)")
     selection_model: str | None = Field(None, description="CET: start of the selection model (default: model)")
 
     @model_validator(mode="after")

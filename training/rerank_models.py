@@ -18,12 +18,14 @@ from retriever.rerank.causal_lm import (
     answer_logits,
     answer_token_ids,
     pad_left,
+    two_way_log_probs,
 )
 
 
 @dataclass
 class PairScores:
-    """``scores``: the ranking logit; ``log_p_yes``/``log_p_no``: what the SFT loss reads. All ``[N]``."""
+    """``scores``: the ranking score (what CL and the pairwise loss read); ``log_p_yes``/``log_p_no``: what
+    the SFT loss reads. All ``[N]``."""
 
     scores: Tensor
     log_p_yes: Tensor
@@ -69,8 +71,10 @@ class CrossEncoderScorer(nn.Module):
 
 
 class CausalLMScorer(nn.Module):
-    """A causal LM answering yes/no (see :mod:`retriever.rerank.causal_lm`): score ``l_yes - l_no`` and the
-    full-vocabulary log-probabilities of both answers at the answer position."""
+    """A causal LM answering yes/no (see :mod:`retriever.rerank.causal_lm`): the log-probabilities of both
+    answers under the two-way {yes, no} softmax (what SFT reads), and a ranking score: ``l_yes - l_no``, or
+    with ``score_kind = "yes"`` the yes logit alone, the CL score of arXiv 2510.14824 (set for CL training
+    and saved, so that inference ranks by it too)."""
 
     arch = "causal-lm"
 
@@ -93,6 +97,7 @@ class CausalLMScorer(nn.Module):
         self.prompter = YesNoPrompter(self.tokenizer, self.template, max_length)
         self.yes_id, self.no_id = answer_token_ids(self.tokenizer, *self.answers)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.no_id
+        self.score_kind = settings.get("score", "yes-no")
 
     @property
     def device(self) -> torch.device:
@@ -101,14 +106,17 @@ class CausalLMScorer(nn.Module):
     def forward(self, queries: list[str], documents: list[str]) -> PairScores:
         ids, mask, positions = pad_left(self.prompter(queries, documents), self.pad_id, self.device)
         logits = answer_logits(self.model, ids, mask, positions)
-        log_p = logits.log_softmax(dim=-1)
-        return PairScores(logits[:, self.yes_id] - logits[:, self.no_id], log_p[:, self.yes_id], log_p[:, self.no_id])
+        log_p_yes, log_p_no = two_way_log_probs(logits, self.yes_id, self.no_id)
+        yes = logits[:, self.yes_id]
+        scores = yes if self.score_kind == "yes" else yes - logits[:, self.no_id]
+        return PairScores(scores, log_p_yes, log_p_no)
 
     def save(self, folder: Path) -> None:
         self.model.save_pretrained(str(folder))
         self.tokenizer.save_pretrained(str(folder))
         atomic_write_json(Path(folder) / RERANKER_FILE, {"arch": self.arch, "template": self.template,
-                                                         "answers": list(self.answers), "max_length": self.max_length})
+                                                         "answers": list(self.answers), "max_length": self.max_length,
+                                                         "score": self.score_kind})
 
 
 HEAD_PREFIXES = ("classifier.", "score.")  # the new heads of Hugging Face's *ForSequenceClassification

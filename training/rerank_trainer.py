@@ -24,7 +24,8 @@ from retriever.errors import RetrieverError
 from training import checkpoints
 from training.callbacks import plot_training_curve
 from training.loop import epoch_batches, total_steps
-from training.losses import CETPairLoss, ListwiseContrastiveLoss, PointwiseSFTLoss, cet_weights
+from training.losses import CETPairLoss, ListwiseContrastiveLoss, PointwiseSFTLoss
+from training.losses.cet import weights_on_hard
 from training.rerank_config import RerankerConfig
 from training.rerank_data import EASY, HARD, POSITIVE, RerankGroups, build_groups
 from training.rerank_models import make_scorer, parameter_groups
@@ -41,20 +42,29 @@ def _schedule(optimizer, total: int, warmup_ratio: float):
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
 
 
-def step_loss(config: RerankerConfig, scores, log_p_yes, log_p_no, labels, other=None):
+def eval_scores(scorer, queries: list[str], documents: list[str]) -> torch.Tensor:
+    """Scores without dropout or gradient; the scorer goes back to training mode."""
+    scorer.eval()
+    with torch.no_grad():
+        scores = scorer(queries, documents).scores.float()
+    scorer.train()
+    return scores
+
+
+def step_loss(config: RerankerConfig, scores, log_p_yes, log_p_no, labels, other=None, hard=None):
     """The objective's loss and each document's gradient weight, both ``[B, G]``-shaped inputs."""
     if config.objective == "sft":
-        return (PointwiseSFTLoss()(log_p_yes, log_p_no, labels),
-                PointwiseSFTLoss.gradient_weights(log_p_yes, log_p_no, labels))
+        sft = PointwiseSFTLoss(config.sft_pos_weight)
+        return sft(log_p_yes, log_p_no, labels), sft.gradient_weights(log_p_yes, log_p_no, labels)
     if config.objective == "cl":
         loss = ListwiseContrastiveLoss(config.temperature)
         return loss(scores), loss.gradient_weights(scores)
     debias = config.debias_ratio if config.debias == "cet" else None
     pair_weight = torch.sigmoid((scores[:, 1:] - scores[:, :1]).detach())  # |d softplus(s_j - s_0) / d s_j|
     if other is not None and debias is not None:
-        pair_weight = pair_weight * cet_weights(other[:, 1:], debias)
+        pair_weight = pair_weight * weights_on_hard(other[:, 1:], debias, hard)
     weights = torch.cat([pair_weight.mean(dim=1, keepdim=True), pair_weight], dim=1)
-    return CETPairLoss(debias)(scores, other), weights
+    return CETPairLoss(debias)(scores, other, hard=hard), weights
 
 
 def weight_summary(weights: torch.Tensor, kinds: np.ndarray) -> dict[str, float]:
@@ -120,6 +130,8 @@ def train_reranker(config: RerankerConfig) -> dict:
     cet = config.debias == "cet"
     start = str(resume_from / "model") if resume_from else config.start_model
     scorer = make_scorer(config.arch, start, config.max_length).to(device).train()
+    if config.arch == "causal-lm" and config.objective == "cl":
+        scorer.score_kind = "yes"  # the paper's CL score: the yes logit
     selection = None
     if cet:
         sel_start = str(resume_from / "selection") if resume_from else (config.selection_model or config.start_model)
@@ -158,23 +170,23 @@ def train_reranker(config: RerankerConfig) -> dict:
     for step, batch in enumerate(bar, start=state["step"] + 1):
         queries, documents = _texts(dataset, groups, batch)
         labels = labels_all[batch].to(device)
-        other = None
-        with autocast:
-            out = scorer(queries, documents)
-            if selection is not None:
-                sel = selection(queries, documents)
-        scores = out.scores.view(len(batch), width)
-        if selection is not None:
-            sel_scores = sel.scores.view(len(batch), width)
-            other = sel_scores.detach()
-            sel_loss = CETPairLoss(config.debias_ratio)(sel_scores, scores.detach())
-            sel_loss.backward()
+        other = hard = None
+        if selection is not None:  # CET weights: both models in eval mode, no gradient (official train.py)
+            hard = torch.from_numpy(groups.kinds[batch][:, 1:] == HARD).to(device)
+            with autocast:
+                other = eval_scores(selection, queries, documents).view(len(batch), width)
+                r_eval = eval_scores(scorer, queries, documents).view(len(batch), width)
+                sel_scores = selection(queries, documents).scores.view(len(batch), width)
+            CETPairLoss(config.debias_ratio)(sel_scores, r_eval, hard=hard).backward()
             torch.nn.utils.clip_grad_norm_(selection.parameters(), 1.0)
             optimizers["selection"].step()
             optimizers["selection_schedule"].step()
             optimizers["selection"].zero_grad()
+        with autocast:
+            out = scorer(queries, documents)
+        scores = out.scores.view(len(batch), width)
         loss, weights = step_loss(config, scores, out.log_p_yes.view(len(batch), width),
-                                  out.log_p_no.view(len(batch), width), labels, other)
+                                  out.log_p_no.view(len(batch), width), labels, other, hard)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(scorer.parameters(), 1.0)
         optimizers["model"].step()
@@ -184,7 +196,7 @@ def train_reranker(config: RerankerConfig) -> dict:
                  "learning_rate": optimizers["model_schedule"].get_last_lr()[0]}
         entry |= weight_summary(weights, groups.kinds[batch])
         if other is not None:
-            entry["cet_weight_hard"] = float(cet_weights(other[:, 1:], config.debias_ratio).mean())
+            entry["cet_weight_hard"] = float(weights_on_hard(other[:, 1:], config.debias_ratio, hard)[hard].mean())
         bar.set_postfix(loss=f"{entry['loss']:.4f}")
         if dev is not None and ((config.eval_steps and step % config.eval_steps == 0) or step == total):
             entry[DEV_METRIC] = dev(scorer)

@@ -17,7 +17,14 @@ from retriever.atomic import atomic_write_json
 from retriever.data import BeirDataset, load_dataset
 from retriever.encoders import load_sentence_transformer
 from retriever.errors import RetrieverError
-from training.callbacks import BestModelEarlyStopping, JsonLogCallback, SelectionModelCallback, plot_training_curve
+from training.callbacks import (
+    BestModelEarlyStopping,
+    DevProgressCallback,
+    JsonLogCallback,
+    SelectionModelCallback,
+    plot_training_curve,
+    report_outputs,
+)
 from training.config import TrainConfig
 from training.examples import build_rows
 from training.losses import ContrastiveLoss, KnownPositives, MWLoss, StarLoss
@@ -47,8 +54,10 @@ def make_loss(config: TrainConfig, model, known: KnownPositives):
             raise RetrieverError("--debias cet works with --loss star in a single process")
         from training.losses.cet_star import CETStarLoss
 
+        selection = load_sentence_transformer(config.model).float()  # S: the same base checkpoint, fresh
+        selection.max_seq_length = config.max_seq_length
         return CETStarLoss(model, known=known, temperature=config.tau, debias_ratio=config.debias_ratio,
-                           learning_rate=config.learning_rate)
+                           learning_rate=config.learning_rate, selection=selection)
     if config.loss == "mw":
         return MWLoss(model, known=known, temperature=config.tau, gather_across_devices=distributed,
                       normalize=config.mw_normalize)
@@ -75,6 +84,7 @@ def dev_evaluator(dataset: BeirDataset, config: TrainConfig):
         name="dev",
         batch_size=64,
         write_csv=False,
+        show_progress_bar=True,
     )
 
 
@@ -150,16 +160,21 @@ def train(config: TrainConfig) -> TrainResult:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = int(np.ceil(len(rows) / (config.batch_size * world)))
     best_dir = output / "checkpoints" / "best"
-    early = BestModelEarlyStopping(DEV_METRIC, best_dir, config.early_stopping_patience)
+    early = BestModelEarlyStopping(DEV_METRIC, best_dir, config.early_stopping_patience,
+                                   min_step=config.min_epochs * steps_per_epoch)
     if config.resume and (best_dir / "best_metric.json").is_file():
         early.best = json.loads((best_dir / "best_metric.json").read_text())["value"]
+    evaluator = dev_evaluator(dataset, config)
+    callbacks = [JsonLogCallback(output / "log.jsonl"), early]
+    if evaluator is not None:
+        callbacks.append(DevProgressCallback(len(evaluator.queries), len(evaluator.corpus)))
     trainer = SentenceTransformerTrainer(
         model=model,
         args=_training_args(config, steps_per_epoch),
         train_dataset=rows.to_dataset(),
         loss=loss,
-        evaluator=dev_evaluator(dataset, config),
-        callbacks=[JsonLogCallback(output / "log.jsonl"), early],
+        evaluator=evaluator,
+        callbacks=callbacks,
     )
     if hasattr(loss, "save_selection"):  # CET: keep the selection model with each checkpoint
         trainer.add_callback(SelectionModelCallback(loss))
@@ -189,6 +204,7 @@ def train(config: TrainConfig) -> TrainResult:
             "train_seconds": seconds, "samples_per_s": result.samples_per_s, "steps": result.steps,
             "best_dev_ndcg@10": result.best_dev, "rows": len(rows), "loss": config.loss, "tau": config.tau,
         })
+        report_outputs(output)
     return result
 
 

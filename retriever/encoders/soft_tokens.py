@@ -1,16 +1,16 @@
 """Soft-token (prompt) tuning of a frozen sentence-transformers encoder, after SoftREPA (arXiv 2503.08250).
 
-``SoftTokenTransformer`` is a sentence-transformers ``Transformer`` module that inserts ``K`` learnable
-vectors right after ``[CLS]``:
+``SoftTokenTransformer`` is a sentence-transformers ``Transformer`` module with ``K`` learnable vectors per
+layer in its first ``soft_layers`` layers (deep prompts; ``soft_layers = 1`` is prompt tuning at the
+input). Each layer's prompts act as extra keys and values of that layer's self-attention, as in
+LLaMA-Adapter (arXiv 2303.16199): every real token attends to them through its own softmax over the K
+prompts, and that contribution is multiplied by ``tanh(gate)``, one gate per head, initialised to zero.
 
-- at the input embeddings (``soft_layers = 1``: prompt tuning), and
-- re-set at the input of each of the first ``soft_layers`` layers (deep prompts, P-tuning v2 / VPT-deep).
-
-Layout of a sequence: ``[CLS] s_1 .. s_K t_1 .. t_n [SEP] [PAD]..``. The soft positions get position id 0
-and the real tokens keep their original position ids, so with the soft tokens masked out the real tokens
-see exactly the base model's inputs. The attention mask covers the soft tokens. Pooling ignores them by
-default (``pool_soft_tokens=False``): the sentence embedding is still the mean over real tokens, and the
-soft tokens act only through attention. Only ``prompts`` is trainable; the backbone is frozen.
+So the untrained module is exactly the base model (the gate is 0), and training opens the gate. The
+sequence itself is unchanged: no token is inserted, pooling and position ids are the base model's. The
+prompts of layer ``i`` start as the base model's hidden states at the input of layer ``i`` for K common
+words, i.e. at that layer's scale (word-embedding rows have norm ~1, deeper hidden states ~11). Only
+``prompts`` and ``gates`` are trainable; the backbone is frozen and kept in eval mode (no dropout).
 """
 
 from __future__ import annotations
@@ -27,26 +27,25 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 PROMPTS_FILE = "soft_tokens.safetensors"
+FIRST_INIT_TOKEN = 1000  # prompts start from the hidden states of vocabulary rows 1000.. (common words)
 
 
 class SoftTokenTransformer(Transformer):
-    config_keys = [*Transformer.config_keys, "soft_tokens", "soft_layers", "pool_soft_tokens"]
+    config_keys = [*Transformer.config_keys, "soft_tokens", "soft_layers"]
 
     def __init__(self, model_name_or_path: str, *args, soft_tokens: int = 4, soft_layers: int = 1,
-                 pool_soft_tokens: bool = False, **kwargs) -> None:
+                 **kwargs) -> None:
+        kwargs.pop("pool_soft_tokens", None)  # option of the former token-insertion design
         super().__init__(model_name_or_path, *args, **kwargs)
         layers = self._layers()
         if not 1 <= soft_layers <= len(layers):
             raise ValueError(f"soft_layers must be in [1, {len(layers)}], got {soft_layers}")
         if soft_tokens < 1:
             raise ValueError(f"soft_tokens must be >= 1, got {soft_tokens}")
-        self.soft_tokens, self.soft_layers, self.pool_soft_tokens = soft_tokens, soft_layers, pool_soft_tokens
-        hidden = self.model.config.hidden_size
-        # Start from real token embeddings (common words), the prompt-tuning paper's best initialisation.
-        vocab = self.model.get_input_embeddings().weight.detach()
-        start = vocab[1000:1000 + soft_tokens].clone()
-        self.prompts = nn.Parameter(start[None].repeat(soft_layers, 1, 1) + 0.0 * torch.zeros(soft_layers, 1, hidden))
-        self.soft_mask_value = 1  # 0 masks the soft tokens out of attention (used to check equivalence)
+        self.soft_tokens, self.soft_layers = soft_tokens, soft_layers
+        heads = self.model.config.num_attention_heads
+        self.prompts = nn.Parameter(self._hidden_state_init(soft_tokens, soft_layers))
+        self.gates = nn.Parameter(torch.zeros(soft_layers, heads))
 
     def _layers(self) -> nn.ModuleList:
         encoder = getattr(self.model, "encoder", None)
@@ -54,42 +53,51 @@ class SoftTokenTransformer(Transformer):
             raise ValueError("soft tokens need an encoder with .encoder.layer (BERT-like models)")
         return encoder.layer
 
-    def preprocess(self, inputs, prompt=None, processing_kwargs=None, **kwargs) -> dict[str, Any]:
-        features = super().preprocess(inputs, prompt=prompt, processing_kwargs=processing_kwargs, **kwargs)
-        ids = features["input_ids"]
-        batch, k = ids.size(0), self.soft_tokens
-        filler = torch.full((batch, k), self.tokenizer.unk_token_id or 0, dtype=ids.dtype)
-        features["input_ids"] = torch.cat([ids[:, :1], filler, ids[:, 1:]], dim=1)
-        mask = features["attention_mask"]
-        features["attention_mask"] = torch.cat([mask[:, :1], torch.full((batch, k), self.soft_mask_value,
-                                                                        dtype=mask.dtype), mask[:, 1:]], dim=1)
-        if "token_type_ids" in features:
-            types = features["token_type_ids"]
-            features["token_type_ids"] = torch.cat([types[:, :1], torch.zeros_like(filler), types[:, 1:]], dim=1)
-        positions = torch.arange(ids.size(1), dtype=torch.long).expand(batch, -1)
-        features["position_ids"] = torch.cat([positions[:, :1], torch.zeros_like(filler), positions[:, 1:]], dim=1)
-        return features
+    @torch.no_grad()
+    def _hidden_state_init(self, k: int, n_layers: int) -> torch.Tensor:
+        """``[n_layers, k, hidden]``: the base model's input to layer ``i`` at K common-word positions."""
+        vocab = self.model.config.vocab_size
+        ids = (torch.arange(k) % max(1, vocab - FIRST_INIT_TOKEN) + FIRST_INIT_TOKEN).clamp(max=vocab - 1)
+        cls = self.tokenizer.cls_token_id if self.tokenizer.cls_token_id is not None else 0
+        sep = self.tokenizer.sep_token_id if self.tokenizer.sep_token_id is not None else 0
+        input_ids = torch.cat([torch.tensor([cls]), ids, torch.tensor([sep])])[None]
+        was_training = self.model.training
+        self.model.eval()
+        out = self.model(input_ids=input_ids.to(self.model.device), output_hidden_states=True)
+        self.model.train(was_training)
+        return torch.stack([out.hidden_states[i][0, 1:k + 1] for i in range(n_layers)]).float().cpu().clone()
+
+    def train(self, mode: bool = True):
+        """The frozen backbone always stays in eval mode (no dropout); only the prompts learn."""
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    def _prompt_attention(self, attention: nn.Module, hidden: torch.Tensor, layer: int) -> torch.Tensor:
+        """``tanh(gate_h) * softmax(q_h k_h(P)^T / sqrt(d)) v_h(P)`` for every head ``h``, as ``[B, L, H]``."""
+        heads, size = attention.num_attention_heads, attention.attention_head_size
+        prompts = self.prompts[layer].to(hidden.dtype)
+        q = attention.query(hidden).view(*hidden.shape[:-1], heads, size).transpose(1, 2)  # [B, h, L, d]
+        k = attention.key(prompts).view(-1, heads, size).transpose(0, 1)  # [h, K, d]
+        v = attention.value(prompts).view(-1, heads, size).transpose(0, 1)
+        weights = (q @ k.transpose(-1, -2) * size ** -0.5).softmax(dim=-1)  # [B, h, L, K]
+        context = (weights @ v) * torch.tanh(self.gates[layer]).to(hidden.dtype)[None, :, None, None]
+        return context.transpose(1, 2).reshape(*hidden.shape[:-1], heads * size)
 
     @contextmanager
     def _inject(self):
-        k = self.soft_tokens
-
-        def set_input(module, args, output):
-            output = output.clone()
-            output[:, 1:k + 1] = self.prompts[0].to(output.dtype)
-            return output
-
-        def set_layer(index: int):
-            def hook(module, args, kwargs):
-                hidden = args[0].clone()
-                hidden[:, 1:k + 1] = self.prompts[index].to(hidden.dtype)
-                return (hidden, *args[1:]), kwargs
+        def hook_for(layer: int):
+            def hook(module, args, kwargs, output):
+                hidden = args[0] if args else kwargs["hidden_states"]
+                extra = self._prompt_attention(module, hidden, layer)
+                if isinstance(output, tuple):
+                    return (output[0] + extra, *output[1:])
+                return output + extra
             return hook
 
-        handles = [self.model.get_input_embeddings().register_forward_hook(set_input)]
         layers = self._layers()
-        handles += [layers[i].register_forward_pre_hook(set_layer(i), with_kwargs=True)
-                    for i in range(1, self.soft_layers)]
+        handles = [layers[i].attention.self.register_forward_hook(hook_for(i), with_kwargs=True)
+                   for i in range(self.soft_layers)]
         try:
             yield
         finally:
@@ -98,28 +106,28 @@ class SoftTokenTransformer(Transformer):
 
     def forward(self, features: dict[str, Any], **kwargs) -> dict[str, Any]:
         with self._inject():
-            out = super().forward(features, **kwargs)
-        if not self.pool_soft_tokens:
-            mask = out["attention_mask"].clone()
-            mask[:, 1:self.soft_tokens + 1] = 0
-            out["attention_mask"] = mask
-        return out
+            return super().forward(features, **kwargs)
 
     def save(self, output_path: str, *args, **kwargs) -> None:
         super().save(output_path, *args, **kwargs)
-        save_file({"prompts": self.prompts.detach().contiguous().cpu()}, str(Path(output_path) / PROMPTS_FILE))
+        save_file({"prompts": self.prompts.detach().contiguous().cpu(),
+                   "gates": self.gates.detach().contiguous().cpu()}, str(Path(output_path) / PROMPTS_FILE))
 
     @classmethod
     def load(cls, model_name_or_path: str, *args, **kwargs):
         module = super().load(model_name_or_path, *args, **kwargs)
         path = Path(model_name_or_path) / kwargs.get("subfolder", "") / PROMPTS_FILE
         if path.is_file():
+            saved = load_file(str(path))
+            if "gates" not in saved:
+                raise ValueError(f"{path} holds soft tokens of the former (ungated) design: retrain them")
             with torch.no_grad():
-                module.prompts.copy_(load_file(str(path))["prompts"])
+                module.prompts.copy_(saved["prompts"])
+                module.gates.copy_(saved["gates"])
         return module
 
 
-def add_soft_tokens(model, soft_tokens: int, soft_layers: int = 1, pool_soft_tokens: bool = False):
+def add_soft_tokens(model, soft_tokens: int, soft_layers: int = 1):
     """Swap a loaded SentenceTransformer's first module for a SoftTokenTransformer over the same weights,
     freeze everything else, and return the model."""
     import tempfile
@@ -127,11 +135,11 @@ def add_soft_tokens(model, soft_tokens: int, soft_layers: int = 1, pool_soft_tok
     first = model[0]
     with tempfile.TemporaryDirectory() as tmp:
         first.save(tmp)
-        soft = SoftTokenTransformer.load(tmp, init_defaults={"soft_tokens": soft_tokens, "soft_layers": soft_layers,
-                                                             "pool_soft_tokens": pool_soft_tokens})
-    soft.soft_tokens, soft.soft_layers, soft.pool_soft_tokens = soft_tokens, soft_layers, pool_soft_tokens
+        soft = SoftTokenTransformer.load(tmp, init_defaults={"soft_tokens": soft_tokens, "soft_layers": soft_layers})
+    if (soft.soft_tokens, soft.soft_layers) != (soft_tokens, soft_layers):
+        raise ValueError("soft-token settings were not applied")
     soft.to(next(first.parameters()).device)
     model._modules[next(iter(model._modules))] = soft
     for name, param in model.named_parameters():
-        param.requires_grad = name.endswith("prompts")
+        param.requires_grad = name.endswith(("prompts", "gates"))
     return model

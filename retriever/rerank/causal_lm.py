@@ -87,6 +87,13 @@ def answer_logits(model, ids: Tensor, mask: Tensor, positions: Tensor) -> Tensor
     return out.logits[:, -1, :].float()
 
 
+def two_way_log_probs(logits: Tensor, yes_id: int, no_id: int) -> tuple[Tensor, Tensor]:
+    """``(log P(yes), log P(no))`` under the softmax over the two answer logits only: what the SFT loss of
+    arXiv 2510.14824 reads. Every other vocabulary logit is irrelevant to it."""
+    two = torch.stack([logits[:, yes_id], logits[:, no_id]], dim=-1).log_softmax(dim=-1)
+    return two[:, 0], two[:, 1]
+
+
 def yes_no_scores(logits: Tensor, yes_id: int, no_id: int) -> Tensor:
     """``l_yes - l_no``: the logit of P(yes) under the two-way softmax (sigmoid of it is the score)."""
     return logits[:, yes_id] - logits[:, no_id]
@@ -113,6 +120,7 @@ class CausalLMReranker:
         limit = max_length or settings.get("max_length") or 512
         self.prompter = YesNoPrompter(self.tokenizer, settings.get("template", PROMPT_TEMPLATE), limit)
         self.yes_id, self.no_id = answer_token_ids(self.tokenizer, *settings.get("answers", ("yes", "no")))
+        self.score_kind = settings.get("score", "yes-no")  # "yes": the yes logit (CL-trained, arXiv 2510.14824)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.no_id
         self.batch_size = batch_size
         self.name = f"causal-lm:{path}"
@@ -127,5 +135,8 @@ class CausalLMReranker:
         for rows in length_sorted_batches(np.array([len(s) for s in sequences]), self.batch_size):
             ids, mask, positions = pad_left([sequences[i] for i in rows], self.pad_id, self.device)
             logits = answer_logits(self.model, ids, mask, positions)
-            scores[rows] = torch.sigmoid(yes_no_scores(logits, self.yes_id, self.no_id)).cpu().numpy()
+            if self.score_kind == "yes":
+                scores[rows] = logits[:, self.yes_id].cpu().numpy()
+            else:
+                scores[rows] = torch.sigmoid(yes_no_scores(logits, self.yes_id, self.no_id)).cpu().numpy()
         return scores

@@ -12,6 +12,13 @@ def cet_weights(other_negative_scores: Tensor, debias_ratio: float) -> Tensor:
         return 1.0 / (1.0 - torch.sigmoid(other_negative_scores.detach().float() / debias_ratio)).clamp(min=1e-6)
 
 
+def weights_on_hard(other_negative_scores: Tensor, debias_ratio: float, hard: Tensor | None) -> Tensor:
+    """CET weights on the mined hard negatives (``hard``, bool like the scores; all when None), 1 elsewhere:
+    the official code weighs only its mined (ANCE top-ranked) negatives."""
+    weights = cet_weights(other_negative_scores, debias_ratio)
+    return weights if hard is None else torch.where(hard, weights, torch.ones_like(weights))
+
+
 def pair_losses(scores: Tensor) -> Tensor:
     """Two-way softmax cross-entropy of each (positive, negative_j) pair: ``softplus(s_j - s_0)``, ``[B, n]``."""
     return nn.functional.softplus(scores[:, 1:] - scores[:, :1])
@@ -29,26 +36,29 @@ class CETPairLoss(nn.Module):
         \qquad w_R = \frac{1}{1 - \sigma(S(q, d^-)/T)}
 
     and ``L_S`` the same with the roles swapped (``w_S`` from R's scores). Each weight comes from the
-    other model with no gradient; ``T`` is the debias ratio (default 2). With ``debias_ratio=None`` the
-    weights are 1: the plain pairwise loss.
+    other model with no gradient and in eval mode (no dropout), as in the official ``train.py``; ``T`` is
+    the debias ratio (default 10, the official ``ranker.sh``). Only the mined hard negatives (``hard``)
+    are weighted; random ones weigh 1. With ``debias_ratio=None`` the weights are 1: the plain pairwise
+    loss.
 
     Inputs: ``scores`` ``[B, 1 + n]`` of the model being trained (positive first) and ``other`` of the same
     shape from the other model (or ``None``).
 
     Example::
 
-        loss_r = CETPairLoss(2.0)(r_scores, s_scores)
-        loss_s = CETPairLoss(2.0)(s_scores, r_scores)
+        loss_r = CETPairLoss(10.0)(r_scores, s_scores_eval)
+        loss_s = CETPairLoss(10.0)(s_scores, r_scores_eval)
     """
 
-    def __init__(self, debias_ratio: float | None = 2.0) -> None:
+    def __init__(self, debias_ratio: float | None = 10.0) -> None:
         super().__init__()
         self.debias_ratio = debias_ratio
 
-    def forward(self, scores: Tensor, other: Tensor | None = None, valid: Tensor | None = None) -> Tensor:
+    def forward(self, scores: Tensor, other: Tensor | None = None, valid: Tensor | None = None,
+                hard: Tensor | None = None) -> Tensor:
         losses = pair_losses(scores)
         if other is not None and self.debias_ratio is not None:
-            losses = losses * cet_weights(other[:, 1:], self.debias_ratio)
+            losses = losses * weights_on_hard(other[:, 1:], self.debias_ratio, hard)
         if valid is None:
             return losses.mean()
         return (losses * valid).sum() / valid.sum().clamp(min=1)

@@ -1,0 +1,74 @@
+"""Dev evaluation and early stopping for the hand-written loops (ADORE, soft tokens): the query tower
+against fixed document vectors, exact search, nDCG@10 on the (graded) dev qrels."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from retriever.data import BeirDataset
+from training.loop import embed_texts
+
+logger = logging.getLogger(__name__)
+
+
+class DenseDev:
+    """nDCG@10 of ``query_model`` retrieving the top ``k`` of ``doc_matrix`` (rows = ``doc_ids``)."""
+
+    def __init__(self, dataset: BeirDataset, split: str, doc_ids: list[str], doc_matrix: torch.Tensor,
+                 k: int = 100, batch_size: int = 64) -> None:
+        self.qrels = dataset.qrels(split)
+        self.query_ids = sorted(self.qrels)
+        self.texts = [dataset.queries[q] for q in self.query_ids]
+        self.doc_ids, self.doc_matrix = doc_ids, doc_matrix.float()
+        self.k, self.batch_size = min(k, len(doc_ids)), batch_size
+
+    def __call__(self, query_model) -> float:
+        from retriever.evaluate import evaluate_run
+
+        was_training = query_model.training
+        query_model.eval()
+        run: dict[str, dict[str, float]] = {}
+        starts = range(0, len(self.texts), self.batch_size)
+        with torch.no_grad():
+            for start in tqdm(starts, desc=f"dev evaluation ({len(self.texts)} queries)", leave=False):
+                q = embed_texts(query_model, self.texts[start:start + self.batch_size]).float().cpu()
+                top = (q @ self.doc_matrix.T).topk(self.k, dim=1)
+                for row, (values, rows) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True)):
+                    run[self.query_ids[start + row]] = {self.doc_ids[r]: v for r, v in zip(rows, values, strict=True)}
+        query_model.train(was_training)
+        return evaluate_run(self.qrels, run, ("ndcg@10",))["ndcg@10"]
+
+
+class EarlyStopping:
+    """Keeps the best dev value; ``should_stop`` after ``patience`` evaluations without improvement, never
+    before ``min_evals`` evaluations."""
+
+    def __init__(self, patience: int | None, min_evals: int = 0) -> None:
+        self.patience, self.min_evals = patience, min_evals
+        self.best, self.best_eval, self.evals, self.bad = -math.inf, 0, 0, 0
+
+    def update(self, value: float) -> bool:
+        """Record one evaluation; True when it is a new best."""
+        self.evals += 1
+        if value > self.best:
+            self.best, self.best_eval, self.bad = value, self.evals, 0
+            return True
+        self.bad += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.bad >= self.patience and self.evals >= self.min_evals
+
+    @property
+    def best_value(self) -> float | None:
+        return None if self.best == -math.inf else float(self.best)
+
+
+def steps_per_epoch(n_items: int, batch_size: int) -> int:
+    return int(np.ceil(n_items / batch_size))
