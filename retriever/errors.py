@@ -23,3 +23,7 @@ class IndexMismatchError(RetrieverError):
 
 class NotReadyError(RetrieverError):
     """The service has not finished loading its indexes (the service answers 503)."""
+
+
+class NotCalibratedError(RetrieverError):
+    """The request needs calibrated relevance the index does not have (the service answers 409)."""

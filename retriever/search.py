@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from retriever import fusion as fusion_fns
-from retriever.errors import RetrieverError
+from retriever.errors import NotCalibratedError, RetrieverError
 from retriever.hybrid_calibration import HybridCalibration
 from retriever.lexical import query_terms
 from retriever.where import Where
@@ -87,7 +87,7 @@ def search(index, encoder, queries: list[str], k: int, *, mode: str = "dense", s
         raise RetrieverError(f"{'where filters' if mode == 'dense' else mode + ' search'} need the index's "
                              "lexical side: rebuild it without --no-lexical")
     if mode == "hybrid" and params.fusion == "calibrated" and (params.calibration is None or relevance_model is None):
-        raise RetrieverError("calibrated fusion needs a calibrated index: run 'retriever calibrate' first")
+        raise NotCalibratedError("calibrated fusion needs a calibrated index: run 'retriever calibrate' first")
     timer = _Timer()
     allowed = None
     if where:
@@ -171,6 +171,8 @@ def fuse(c: fusion_fns.Candidates, fusion: str, alpha: float = DEFAULT_ALPHA,
          relevance: np.ndarray | None = None) -> np.ndarray:
     """Fused scores ``[n, m]``. RRF ranks each side's own retrieved list (a side that did not retrieve a
     candidate adds nothing); the score fusions use the completed scores."""
+    if c.dense.shape[1] == 0:  # nothing matched (a filter, or no candidates): nothing to fuse
+        return np.zeros(c.dense.shape)
     if fusion == "rrf":
         return fusion_fns.rrf(np.where(c.in_dense, c.dense, np.nan), np.where(c.in_lexical, c.lexical, np.nan))
     if fusion in ("convex", "tmm"):

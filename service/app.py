@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from retriever.errors import IndexMismatchError, IndexNotFoundError, NotReadyError, RetrieverError
+from retriever.errors import IndexMismatchError, IndexNotFoundError, NotCalibratedError, NotReadyError, RetrieverError
 from service.api_errors import ApiPathMiddleware, api_path, error_body
 from service.deps import require_api_key
 from service.logs import configure_logging
@@ -72,6 +72,10 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
 
     @app.exception_handler(IndexMismatchError)
     async def _mismatch(request: Request, exc: IndexMismatchError):
+        return _error(409, str(exc), request.url.path)
+
+    @app.exception_handler(NotCalibratedError)  # valid request, but the index lacks what it needs
+    async def _not_calibrated(request: Request, exc: NotCalibratedError):
         return _error(409, str(exc), request.url.path)
 
     @app.exception_handler(NotReadyError)

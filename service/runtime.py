@@ -14,7 +14,13 @@ import numpy as np
 import torch
 
 from retriever.encoders import TextEncoder
-from retriever.errors import IndexMismatchError, IndexNotFoundError, NotReadyError, RetrieverError
+from retriever.errors import (
+    IndexMismatchError,
+    IndexNotFoundError,
+    NotCalibratedError,
+    NotReadyError,
+    RetrieverError,
+)
 from retriever.live import LiveIndex
 from retriever.onnx.files import BACKEND_ENV
 from retriever.rerank import BiEncoderReranker, Reranker, load_reranker
@@ -140,7 +146,7 @@ class Runtime:
         if isinstance(request.filter, str):
             return None  # "none", or "calibrated": the outcome's own threshold, applied in search()
         if live.relevance is None or mode == "lexical":
-            raise RetrieverError(f"min_relevance needs calibrated relevance: index '{live.name}' "
+            raise NotCalibratedError(f"min_relevance needs calibrated relevance: index '{live.name}' "
                                  + ("has no adapter (run 'retriever calibrate')" if live.relevance is None
                                     else "returns none in lexical mode") + ", or use filter 'none'")
         return request.filter.min_relevance

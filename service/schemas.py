@@ -71,7 +71,10 @@ class MinRelevance(StrictModel):
 
 class SearchRequest(StrictModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "oneOf": [{"required": ["query"]}, {"required": ["queries"]}]})
+        "oneOf": [{"required": ["query"]}, {"required": ["queries"]}],
+        # lexical mode has no calibrated relevance to threshold
+        "if": {"properties": {"mode": {"const": "lexical"}}, "required": ["mode"]},
+        "then": {"properties": {"filter": {"not": {"type": "object"}}}}})
 
     query: QueryText = Field(None, description="One query; or use `queries`")
     queries: list[QueryText] = Field(None, min_length=1, description="A batch of queries")
@@ -94,6 +97,9 @@ class SearchRequest(StrictModel):
     def _one_of(self) -> SearchRequest:
         if (self.query is None) == (self.queries is None):
             raise ValueError("give exactly one of 'query' or 'queries'")
+        if self.mode == "lexical" and isinstance(self.filter, MinRelevance):
+            raise ValueError("min_relevance needs calibrated relevance, which lexical mode has none of: use "
+                             "filter 'none' (or 'calibrated', which is then unfiltered)")
         return self
 
     @property

@@ -97,3 +97,12 @@ def test_where_predicate_matches_hand_labels() -> None:
 def test_where_rejects_malformed_filters(bad) -> None:
     with pytest.raises(FilterError):
         to_sql(bad)
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "convex", "tmm", "calibrated"])
+def test_fusing_no_candidates_gives_no_hits_not_an_error(fusion) -> None:
+    from retriever.search import fuse
+
+    empty = np.zeros((2, 0))
+    fused = fuse(Candidates([[], []], empty, empty, np.zeros((2, 0), dtype=bool)), fusion)
+    assert fused.shape == (2, 0)

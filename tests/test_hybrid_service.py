@@ -38,7 +38,7 @@ def test_modes_where_and_metadata(tiny_index: Path) -> None:
             r = client.post("/search", json={"query": "volcano"} | bad)
             assert r.status_code == 422, (bad, r.text)
         r = client.post("/search", json={"query": "volcano", "fusion": "calibrated"})
-        assert r.status_code == 422 and "calibrate" in r.json()["detail"]
+        assert r.status_code == 409 and "calibrate" in r.json()["detail"]
 
 
 def test_calibrated_hybrid_index_serves_one_relevance(tiny_dir: Path, tiny_index: Path, encoder) -> None:

@@ -71,7 +71,7 @@ def test_search_rerank_embed_and_probes(tiny_index: Path) -> None:
         ("post", "/search", {"query": "x", "top_k": "many"}, 422, "top_k"),
         ("post", "/search", {"queries": ["q"] * 65}, 413, "RETRIEVER_MAX_BATCH"),
         ("post", "/search", {"query": "x" * 3000}, 413, "RETRIEVER_MAX_QUERY_CHARS"),
-        ("post", "/search", {"query": "x", "filter": {"min_relevance": 0.5}}, 422, "no adapter"),
+        ("post", "/search", {"query": "x", "filter": {"min_relevance": 0.5}}, 409, "no adapter"),
         ("post", "/search", {"query": "x", "filter": "sometimes"}, 422, "filter"),
         ("post", "/rerank", {"query": "x", "documents": ["d"] * 1001}, 413, "RETRIEVER_MAX_RERANK_DOCUMENTS"),
         ("post", "/rerank", {"query": "x", "documents": []}, 422, "documents"),
