@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
-# The main job: train (MW loss) -> index -> evaluate -> calibrate -> serve. About 15 minutes on 2 CPU cores.
+# The main job: train (MW loss) -> index -> evaluate -> calibrate -> serve. About 35 minutes on 2 CPU cores, set-up included.
 demo: setup
 	$(BIN)/retriever data info $(DATA)
 	$(BIN)/retriever train --data $(DATA) --loss mw --epochs 1 --output models/$(DATA)-demo-mw $(RESUME)
