@@ -1,10 +1,14 @@
-"""Crash-safe file writes: write a temporary sibling, fsync, then rename over the target."""
+"""Crash-safe writes: a file through a temporary sibling, fsync and rename; a folder through a staging
+folder renamed (or merged) into place."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +60,33 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextmanager
+def atomic_dir(target: Path, merge: bool = False) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``target``; when the block succeeds, put it in place.
+
+    By default the staging folder replaces ``target`` whole (one rename); with ``merge`` each of its items
+    is renamed into ``target``, and what else ``target`` holds (checkpoints, logs) stays. A failure removes
+    the staging folder and leaves ``target`` as it was, so a crash never leaves half a model.
+    """
+    target = Path(target)
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        if merge:
+            target.mkdir(parents=True, exist_ok=True)
+            for item in staging.iterdir():
+                destination = target / item.name
+                if destination.is_dir() and not destination.is_symlink():
+                    shutil.rmtree(destination)
+                os.replace(item, destination)
+            staging.rmdir()
+        else:
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from retriever.data import BeirDataset
-
-Run = dict[str, dict[str, float]]
+from retriever.types import Run
 
 
 class Bm25Retriever:

@@ -15,10 +15,10 @@ from retriever.fusion import Candidates
 from retriever.hybrid_calibration import features, fit_hybrid
 from retriever.lexical import query_terms
 from retriever.search import calibrated_relevance, fuse, hybrid_candidates
+from retriever.types import Run
 
 logger = logging.getLogger(__name__)
 ALPHAS = np.round(np.linspace(0.0, 1.0, 21), 2)
-Run = dict[str, dict[str, float]]
 
 
 @dataclass

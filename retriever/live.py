@@ -16,6 +16,7 @@ from retriever.filtering.store import save_with_adapter
 from retriever.index import FaissIndex, IndexManifest, save_index
 from retriever.index.store import current_version_dir, read_current, resolve_index_dir, version_dirs
 from retriever.pipeline import open_index
+from retriever.types import doc_text
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +83,7 @@ class LiveIndex:
         extra = sorted(indexed - stored) if self.store.get_meta(COMPLETE) else []
         if missing:
             texts = self.store.get(missing)
-            self.index.add(missing, self.encoder.encode_documents([f"{t} {x}".strip() for t, x in
-                                                                   (texts[d] for d in missing)]))
+            self.index.add(missing, self.encoder.encode_documents([doc_text(*texts[d]) for d in missing]))
         if extra:
             self.index.remove(extra)
         if missing or extra:
@@ -98,7 +98,7 @@ class LiveIndex:
         """``(id, title, text[, metadata])`` rows. Durable first (one store commit: text, metadata and the
         lexical postings together), then the vector index; the caller acknowledges after this returns."""
         if vectors is None:
-            vectors = self.encoder.encode_documents([f"{doc[1]} {doc[2]}".strip() for doc in docs])
+            vectors = self.encoder.encode_documents([doc_text(doc[1], doc[2]) for doc in docs])
         self.store.upsert(docs)
         self.index.add([doc[0] for doc in docs], vectors)
 

@@ -17,12 +17,11 @@ from retriever.evaluate import DEFAULT_METRICS, AucResult, evaluate_run, retriev
 from retriever.index import DataSource, FaissIndex, IndexManifest, index_root, load_index, save_index
 from retriever.index.store import resolve_index_dir
 from retriever.search import FusionParams, Hit, SearchOutcome, search
+from retriever.types import Run
 
 __all__ = ["Hit", "SearchOutcome", "build_index", "open_index", "open_store", "retrieve", "search_texts"]
 
 logger = logging.getLogger(__name__)
-
-Run = dict[str, dict[str, float]]
 
 
 def create_store(dimension: int, spec: str = "Flat", backend: str = "faiss", folder: Path | None = None,

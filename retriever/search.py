@@ -8,8 +8,6 @@ restricts both sides inside their searches. Every stage is timed.
 
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +16,7 @@ from retriever import fusion as fusion_fns
 from retriever.errors import NotCalibratedError, RetrieverError
 from retriever.hybrid_calibration import HybridCalibration
 from retriever.lexical import query_terms
+from retriever.timing import StageTimer
 from retriever.where import Where
 
 MODES = ("dense", "lexical", "hybrid")
@@ -56,19 +55,6 @@ class FusionParams:
     calibration: HybridCalibration | None = None
 
 
-class _Timer:
-    def __init__(self) -> None:
-        self.ms: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.ms[name] = round(self.ms.get(name, 0.0) + 1000 * (time.perf_counter() - start), 3)
-
-
 def check_mode(mode: str, fusion: str | None = None) -> None:
     if mode not in MODES:
         raise RetrieverError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
@@ -88,7 +74,7 @@ def search(index, encoder, queries: list[str], k: int, *, mode: str = "dense", s
                              "lexical side: rebuild it without --no-lexical")
     if mode == "hybrid" and params.fusion == "calibrated" and (params.calibration is None or relevance_model is None):
         raise NotCalibratedError("calibrated fusion needs a calibrated index: run 'retriever calibrate' first")
-    timer = _Timer()
+    timer = StageTimer()
     allowed = None
     if where:
         with timer.stage("filter"):
@@ -129,9 +115,9 @@ def _dense(index, vectors, k, relevance_model, min_relevance, allowed, timer) ->
 
 
 def hybrid_candidates(index, store, queries: list[str], vectors: np.ndarray, depth: int, where: Where | None = None,
-                      allowed: set[str] | None = None, timer: _Timer | None = None) -> fusion_fns.Candidates:
+                      allowed: set[str] | None = None, timer: StageTimer | None = None) -> fusion_fns.Candidates:
     """Both sides' top-``depth``, united, with every candidate's cosine and BM25 filled in."""
-    timer = timer or _Timer()
+    timer = timer or StageTimer()
     with timer.stage("dense"):
         result = index.search(vectors, depth, allowed=allowed) if allowed is not None else index.search(vectors, depth)
     dense = [list(zip(ids, map(float, scores), strict=True)) for ids, scores in zip(result.ids, result.scores,

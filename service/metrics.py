@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from retriever.timing import StageTimer
+
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -26,3 +28,11 @@ class ServiceMetrics:
 def method_label(method: str) -> str:
     """A bounded label: any method a client invents counts as ``other``."""
     return method if method in HTTP_METHODS else "other"
+
+
+class Timer(StageTimer):
+    """A request's stage timings, each also observed in the ``retriever_stage_seconds`` histogram."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        super().__init__(lambda name, seconds: metrics.stage.labels(name).observe(seconds))
+        self.metrics = metrics

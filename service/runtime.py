@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,25 +24,10 @@ from retriever.onnx.files import BACKEND_ENV
 from retriever.rerank import BiEncoderReranker, Reranker, load_reranker
 from retriever.search import SearchOutcome, fusion_params, search
 from service.batching import MicroBatcher
-from service.metrics import ServiceMetrics
+from service.metrics import ServiceMetrics, Timer
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-class Timer:
-    def __init__(self, metrics: ServiceMetrics) -> None:
-        self.metrics, self.ms = metrics, {}
-
-    @contextmanager
-    def stage(self, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            seconds = time.perf_counter() - start
-            self.ms[name] = round(self.ms.get(name, 0.0) + seconds * 1000, 3)
-            self.metrics.stage.labels(name).observe(seconds)
 
 
 def default_mode(live: LiveIndex) -> str:

@@ -85,3 +85,17 @@ def make_tiny_model(folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+def server(tiny_dir: Path, encoder, tmp_path: Path):
+    """A real ``retriever serve`` process over an index of the tiny corpus (see tests/live_server.py)."""
+    from retriever.data import load_beir
+    from retriever.pipeline import build_index
+    from tests.live_server import Server
+
+    _, _, path = build_index(load_beir(tiny_dir), encoder, "tiny", root=tmp_path / "indexes", use_gpu=False)
+    server = Server(path.parent, tmp_path / "cache")
+    server.start()
+    yield server
+    server.stop()

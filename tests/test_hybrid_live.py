@@ -2,23 +2,10 @@
 comes back (a real server process on loopback, as in test_service_live)."""
 
 import asyncio
-from pathlib import Path
 
 import httpx
-import pytest
 
-from retriever.data import load_beir
-from retriever.pipeline import build_index
-from tests.test_service_live import Server
-
-
-@pytest.fixture
-def server(tiny_dir: Path, encoder, tmp_path: Path):
-    _, _, path = build_index(load_beir(tiny_dir), encoder, "tiny", root=tmp_path / "indexes", use_gpu=False)
-    srv = Server(path.parent, tmp_path / "cache")
-    srv.start()
-    yield srv
-    srv.stop()
+from tests.live_server import Server
 
 
 def rare(batch: int, j: int) -> str:

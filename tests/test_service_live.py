@@ -1,68 +1,11 @@
 """The service as a real process on loopback: kill -9 during upserts, bounded load, reload under load."""
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
+import sqlite3
 
 import httpx
-import pytest
 
-from retriever.data import load_beir
-from retriever.pipeline import build_index
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, index: Path, cache: Path) -> None:
-        self.index, self.cache, self.port = index, cache, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        env = os.environ | {"RETRIEVER_CACHE_DIR": str(self.cache), "RETRIEVER_USE_GPU": "false",
-                            "RETRIEVER_TORCH_THREADS": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "retriever", "serve", "--index", str(self.index), "--port", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read().decode()[-2000:])
-            time.sleep(0.3)
-        raise TimeoutError("server did not become ready")
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-
-
-@pytest.fixture
-def server(tiny_dir: Path, encoder, tmp_path: Path):
-    _, _, path = build_index(load_beir(tiny_dir), encoder, "tiny", root=tmp_path / "indexes", use_gpu=False)
-    srv = Server(path.parent, tmp_path / "cache")
-    srv.start()
-    yield srv
-    srv.stop()
+from tests.live_server import Server
 
 
 async def _load(url: str, n: int, concurrency: int, payload: dict) -> list[int]:
@@ -133,8 +76,6 @@ def test_kill9_during_upserts_loses_no_acknowledged_document(server: Server) -> 
     for doc_id in acknowledged:
         assert httpx.get(f"{server.url}/documents/{doc_id}").status_code == 200, doc_id
     info = httpx.get(f"{server.url}/info").json()["indexes"]["tiny"]
-    import sqlite3
-
     stored = sqlite3.connect(server.index / "docs.sqlite").execute("SELECT COUNT(*) FROM documents").fetchone()[0]
     assert info["documents"] == stored >= 12 + len(acknowledged)
     last = acknowledged[-1]

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from retriever.evaluate.plots import new_figure, save_png
+from training.run_log import LOG_FILE, append_log, read_log
+
 logger = logging.getLogger(__name__)
 
 
@@ -21,26 +24,17 @@ class JsonLogCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+        append_log(self.path, {"step": state.global_step, "epoch": state.epoch, **logs})
 
 
 def plot_training_curve(log_path: Path, png_path: Path, metric: str) -> Path | None:
     """Training loss and the dev metric against the step, from ``log.jsonl``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not Path(log_path).is_file():
-        return None
-    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    rows = read_log(log_path)
     loss = {r["step"]: r["loss"] for r in rows if "loss" in r}
     dev = {r["step"]: r[metric] for r in rows if metric in r}
     if not loss and not dev:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = new_figure((6.5, 4))
     ax.plot(list(loss), list(loss.values()), color="tab:blue", label="train loss")
     ax.set(xlabel="step", ylabel="train loss")
     if dev:
@@ -48,14 +42,12 @@ def plot_training_curve(log_path: Path, png_path: Path, metric: str) -> Path | N
         twin.plot(list(dev), list(dev.values()), "o-", color="tab:orange", label=metric)
         twin.set_ylabel(metric)
     fig.legend(loc="upper right", fontsize=8)
-    from retriever.evaluate.plots import save_png
-
     return save_png(fig, Path(png_path), dpi=110)
 
 
 def report_outputs(output: Path) -> None:
     """Say where the run's log and curve are (stderr, through logging, so ``--json`` stdout stays clean)."""
-    for name in ("log.jsonl", "training_curve.png"):
+    for name in (LOG_FILE, "training_curve.png"):
         path = Path(output) / name
         if path.is_file():
             logger.info("%s: %s", name, path.resolve())

@@ -4,13 +4,14 @@ and RNG state, written to a staging folder and renamed into place so a crash nev
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from retriever.atomic import atomic_dir
 
 PREFIX = "step-"
 
@@ -25,17 +26,13 @@ def save(folder: Path, step: int, models: dict, optimizers: dict, state: dict, k
     """``models``: name -> object with ``save(path)``; ``optimizers``: name -> object with ``state_dict()``."""
     folder = Path(folder)
     target = folder / f"{PREFIX}{step}"
-    staging = folder / f".{PREFIX}{step}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for name, model in models.items():
-        model.save(staging / name)
-    torch.save({name: opt.state_dict() for name, opt in optimizers.items()}, staging / "optimizers.pt")
-    torch.save({"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-               staging / "rng.pt")
-    (staging / "state.json").write_text(json.dumps({"step": step, **state}))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+    with atomic_dir(target) as staging:
+        for name, model in models.items():
+            model.save(staging / name)
+        torch.save({name: opt.state_dict() for name, opt in optimizers.items()}, staging / "optimizers.pt")
+        torch.save({"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                   staging / "rng.pt")
+        (staging / "state.json").write_text(json.dumps({"step": step, **state}))
     for old in sorted(folder.glob(f"{PREFIX}*"), key=lambda p: int(p.name[len(PREFIX):]))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target

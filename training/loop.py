@@ -1,15 +1,18 @@
 """Pieces shared by the hand-written training loops (ADORE, soft tokens) that sentence-transformers'
-trainer does not run: step count, seeded epoch shuffling, a fresh JSON log and batch embedding."""
+trainer does not run: step count, seeded epoch shuffling and batch embedding (``fresh_log`` is
+:mod:`training.run_log`'s)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 from torch import Tensor, nn
 
 from training.config import TrainConfig
+from training.run_log import fresh_log
+
+__all__ = ["embed_texts", "epoch_batches", "fresh_log", "total_steps"]
 
 
 def total_steps(n_items: int, config: TrainConfig) -> int:
@@ -28,15 +31,6 @@ def epoch_batches(items: Sequence, batch_size: int, steps: int, seed: int) -> It
             order = list(rng.permutation(items))
         batch, order = order[:batch_size], order[batch_size:]
         yield batch
-
-
-def fresh_log(output: Path) -> Path:
-    """Create the output folder and return an empty ``log.jsonl`` path in it."""
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    log_path = output / "log.jsonl"
-    log_path.unlink(missing_ok=True)
-    return log_path
 
 
 def embed_texts(model, texts: list[str]) -> Tensor:

@@ -3,10 +3,13 @@ negatives (arXiv 2510.14824's explanation of SFT versus CL)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+
+from retriever.evaluate.plots import close_figure, new_figure, save_png
+from training.run_log import read_log
 
 SERIES = (("weight_positive", "positives", "-"), ("weight_hard", "hard negatives", "--"),
           ("weight_easy", "easy negatives", ":"))
@@ -21,19 +24,11 @@ def _smooth(values: list[float], window: int) -> np.ndarray:
 
 def plot_gradient_weights(logs: dict[str, Path], png: Path, window: int = 5) -> Path | None:
     """One line per (run, document kind): the mean per-document gradient weight against the step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from retriever.evaluate.plots import save_png
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = new_figure((7, 4.2))
     drawn = False
-    for (label, path), color in zip(logs.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False):
-        if not Path(path).is_file():
-            continue
-        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (label, path), color in zip(logs.items(), colors, strict=False):
+        rows = read_log(path)
         for key, kind, style in SERIES:
             points = [(r["step"], r[key]) for r in rows if key in r]
             if not points:
@@ -43,7 +38,7 @@ def plot_gradient_weights(logs: dict[str, Path], png: Path, window: int = 5) -> 
             ax.plot(steps[len(steps) - len(smooth):], smooth, style, color=color, label=f"{label}: {kind}")
             drawn = True
     if not drawn:
-        plt.close(fig)
+        close_figure(fig)
         return None
     ax.set(xlabel="step", ylabel="mean |dL/d score| per document", yscale="log",
            title="gradient weight per document (moving average)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retriever.atomic import atomic_write_json
+from retriever.atomic import atomic_dir, atomic_write_json
 from retriever.data import BeirDataset, load_dataset
 from retriever.encoders import load_sentence_transformer
 from retriever.errors import RetrieverError
@@ -210,12 +209,5 @@ def train(config: TrainConfig) -> TrainResult:
 
 def _export(model, output: Path) -> None:
     """Save the final model next to the checkpoints: staged in a temporary folder, then moved into place."""
-    staging = output / ".export-tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save(str(staging))
-    for item in staging.iterdir():
-        target = output / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(item, target)
-    staging.rmdir()
+    with atomic_dir(output, merge=True) as staging:
+        model.save(str(staging))

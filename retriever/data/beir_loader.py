@@ -19,10 +19,10 @@ from typing import Any
 
 from retriever.data.splits import held_out_split
 from retriever.errors import DataError
+from retriever.types import Qrels, doc_text
 
 logger = logging.getLogger(__name__)
 
-Qrels = dict[str, dict[str, int]]
 SPLITS = ("train", "dev", "test")
 
 
@@ -47,7 +47,7 @@ class BeirDataset:
     def doc_texts(self, ids: list[str] | None = None) -> list[str]:
         """Document texts as encoders see them: ``title + " " + text``, stripped."""
         ids = self.doc_ids if ids is None else ids
-        return [doc_text(self.corpus[i]) for i in ids]
+        return [corpus_text(self.corpus[i]) for i in ids]
 
     @property
     def splits(self) -> list[str]:
@@ -87,9 +87,9 @@ class BeirDataset:
         return digest.hexdigest()
 
 
-def doc_text(doc: dict[str, str]) -> str:
-    title, text = doc.get("title") or "", doc.get("text") or ""
-    return f"{title} {text}".strip()
+def corpus_text(doc: dict[str, str]) -> str:
+    """A corpus entry's encoder text (see :func:`retriever.types.doc_text`)."""
+    return doc_text(doc.get("title"), doc.get("text"))
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -142,7 +142,7 @@ def load_beir(path: Path | str, name: str | None = None, strict: bool = False) -
             doc_metadata[str(obj["_id"])] = obj["metadata"]
     queries = {str(obj["_id"]): str(obj.get("text") or "") for _, obj in read_jsonl(path / "queries.jsonl")}
 
-    empty_docs = sum(1 for d in corpus.values() if not doc_text(d))
+    empty_docs = sum(1 for d in corpus.values() if not corpus_text(d))
     empty_queries = sum(1 for t in queries.values() if not t.strip())
     if empty_docs:
         warnings.append(f"{empty_docs} documents have an empty title and text")

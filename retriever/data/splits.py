@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-Qrels = dict[str, dict[str, int]]
+from retriever.types import Qrels
 
 
 def held_out_split(qrels: Qrels, fraction: float = 0.1, seed: int = 42) -> tuple[Qrels, Qrels]:

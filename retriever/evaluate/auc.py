@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
 
-Run = dict[str, dict[str, float]]
-Qrels = dict[str, dict[str, int]]
+from retriever.types import Qrels, Run
 
 
 @dataclass
@@ -43,13 +42,10 @@ def auc_labels_scores(
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Mann-Whitney AUC with ties counted as half."""
-    n_pos = int(labels.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    """ROC AUC (ties count half); NaN when one class is missing, where sklearn would raise."""
+    if labels.all() or not labels.any():
         return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(labels, scores))
 
 
 def retrieval_auc(

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from retriever.atomic import atomic_write_text
+from retriever.types import Qrels, Run
 
-Run = dict[str, dict[str, float]]
-Qrels = dict[str, dict[str, int]]
 DEFAULT_METRICS = ("ndcg@10", "mrr@10", "recall@100", "map@100")
 
 

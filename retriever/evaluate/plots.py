@@ -1,21 +1,29 @@
-"""PNG plots for people: ROC curves."""
+"""PNG plots for people: the figure set-up every plot shares, atomic PNG writes, ROC curves."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from retriever.atomic import atomic_write_bytes
 
 
-def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str = "ROC") -> Path:
-    """One ROC curve per name from ``(labels, scores)``, written atomically as a PNG."""
+def new_figure(figsize: tuple[float, float]):
+    """A ``(figure, axes)`` pair on the headless Agg backend: the one plot set-up (then :func:`save_png`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_auc_score, roc_curve
 
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    return plt.subplots(figsize=figsize)
+
+
+def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str = "ROC") -> Path:
+    """One ROC curve per name from ``(labels, scores)``, written atomically as a PNG."""
+    fig, ax = new_figure((5.5, 5))
     for name, (labels, scores) in curves.items():
         fpr, tpr, _ = roc_curve(labels, scores)
         ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(labels, scores):.3f})")
@@ -27,15 +35,16 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title
 
 def save_png(fig, path: Path, dpi: int = 120) -> Path:
     """Render a matplotlib figure and write it atomically (a crash never leaves half a PNG)."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    from retriever.atomic import atomic_write_bytes
-
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
+    close_figure(fig)
     atomic_write_bytes(Path(path), buffer.getvalue())
     return Path(path)
+
+
+def close_figure(fig) -> None:
+    """Free a figure from :func:`new_figure` (pyplot keeps every open one alive)."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

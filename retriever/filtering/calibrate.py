@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from retriever.data import BeirDataset
 from retriever.data.splits import partition_queries
 from retriever.encoders import BiEncoder
+from retriever.evaluate.plots import new_figure, save_png
 from retriever.filtering.adapter import MAPPINGS
 from retriever.filtering.candidates import Candidates, collect_candidates
 from retriever.filtering.fit import UNRETRIEVED_WEIGHT, adapter_scores, fit_adapter
@@ -112,8 +114,6 @@ def calibrate(
 
 def _fit_mapping(split: dict, mapping: str, seed: int, unretrieved_weight: float):
     """The adapter of ``mapping``, or with ``auto`` the mapping whose adapter has the best dev PR-AUC."""
-    from sklearn.metrics import average_precision_score
-
     dev = split["dev"]
     if mapping != "auto":
         return fit_adapter(split["train"], dev, mapping=mapping, seed=seed, show_progress=True,
@@ -130,15 +130,7 @@ def _fit_mapping(split: dict, mapping: str, seed: int, unretrieved_weight: float
 
 def plot_calibration(report: CalibrationReport, path: Path, title: str) -> Path:
     """Precision-recall curves of the three methods, each with its chosen operating point."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import precision_recall_curve
-
-    from retriever.evaluate.plots import save_png
-
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = new_figure((6, 5))
     for method, (scores, labels, threshold) in report.curves.items():
         precision, recall, _ = precision_recall_curve(labels, scores)
         name = method.removeprefix("filter-")

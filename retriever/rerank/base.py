@@ -9,7 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
-Run = dict[str, dict[str, float]]
+from retriever.types import Run
+
 RERANKER_FILE = "reranker.json"
 
 

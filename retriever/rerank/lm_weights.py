@@ -6,9 +6,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
 from pathlib import Path
 
+from retriever.atomic import atomic_dir
 from retriever.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -40,8 +40,6 @@ def export_gguf(gguf: Path, target: Path) -> Path:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:  # pragma: no cover - transformers is a dependency
         raise ModelError(str(exc)) from None
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
     logger.info("exporting %s to %s (once; about 30 s)", gguf.name, target)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -54,9 +52,9 @@ def export_gguf(gguf: Path, target: Path) -> Path:
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config)
     plain.load_state_dict(model.state_dict())
-    plain.save_pretrained(str(staging))
-    tokenizer.save_pretrained(str(staging))
-    os.replace(staging, target)
+    with atomic_dir(target) as staging:
+        plain.save_pretrained(str(staging))
+        tokenizer.save_pretrained(str(staging))
     return target
 
 

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
+from retriever.types import doc_text
 from service.deps import get_runtime, too_large
-from service.runtime import Runtime, Timer
+from service.metrics import Timer
+from service.runtime import Runtime
 from service.schemas import DeleteResponse, DocumentOut, UpsertRequest, UpsertResponse
 
 router = APIRouter(tags=["documents"])
@@ -26,7 +28,7 @@ async def upsert_documents(request: UpsertRequest, runtime: Runtime = Depends(ge
     docs = [(d.id, d.title, d.text, d.metadata) for d in request.documents]
     timer = Timer(runtime.metrics)
     with timer.stage("encode"):
-        vectors = await runtime.encode(live.encoder.document, [f"{d[1]} {d[2]}".strip() for d in docs], "document")
+        vectors = await runtime.encode(live.encoder.document, [doc_text(d[1], d[2]) for d in docs], "document")
 
     def write() -> int:
         current = runtime.get(request.index)  # a reload may have swapped the object meanwhile
