@@ -13,7 +13,7 @@ from retriever.encoders import BiEncoder
 from retriever.errors import DataError, IndexMismatchError, RetrieverError
 from retriever.filtering import RelevanceModel, load_relevance_model
 from retriever.filtering.store import save_with_adapter
-from retriever.index import FaissIndex, IndexManifest, save_index
+from retriever.index import IndexManifest, VectorStore, save_index
 from retriever.index.store import current_version_dir, read_current, resolve_index_dir, version_dirs
 from retriever.pipeline import open_index
 from retriever.types import doc_text
@@ -24,7 +24,7 @@ __all__ = ["COMPLETE", "STORE_FILE", "LiveIndex"]
 
 
 class LiveIndex:
-    def __init__(self, folder: Path, index: FaissIndex, manifest: IndexManifest, encoder: BiEncoder,
+    def __init__(self, folder: Path, index: VectorStore, manifest: IndexManifest, encoder: BiEncoder,
                  store: DocumentStore, relevance: RelevanceModel | None) -> None:
         self.folder, self.index, self.manifest = folder, index, manifest
         self.encoder, self.store, self.relevance = encoder, store, relevance

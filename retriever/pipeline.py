@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,33 +11,17 @@ import numpy as np
 from retriever.data import BeirDataset
 from retriever.docstore import COMPLETE, STORE_FILE, DocumentStore
 from retriever.encoders import BiEncoder
-from retriever.errors import RetrieverError
 from retriever.evaluate import DEFAULT_METRICS, AucResult, evaluate_run, retrieval_auc
-from retriever.index import DataSource, FaissIndex, IndexManifest, index_root, load_index, save_index
+from retriever.index import DataSource, IndexManifest, VectorStore, index_root, load_index, save_index
+from retriever.index.backends import create_store
 from retriever.index.store import resolve_index_dir
 from retriever.search import FusionParams, Hit, SearchOutcome, search
 from retriever.types import Run
 
-__all__ = ["Hit", "SearchOutcome", "build_index", "open_index", "open_store", "retrieve", "search_texts"]
+__all__ = ["Hit", "SearchOutcome", "build_index", "create_store", "open_index", "open_store", "retrieve",
+           "search_texts"]
 
 logger = logging.getLogger(__name__)
-
-
-def create_store(dimension: int, spec: str = "Flat", backend: str = "faiss", folder: Path | None = None,
-                 uri: str | None = None, use_gpu: bool = True):
-    """An empty vector store: in-process FAISS, or Milvus (Lite at ``<folder>/milvus.db`` unless ``uri``)."""
-    if backend == "faiss":
-        return FaissIndex.create(dimension, spec, use_gpu=use_gpu)
-    if backend == "milvus":
-        from retriever.index.milvus_store import MilvusStore
-
-        if folder is None and uri is None:
-            raise RetrieverError("the milvus backend needs --uri or an index folder for Milvus Lite")
-        collection = re.sub(r"[^A-Za-z0-9_]", "_", (folder.name if folder else "docs"))
-        if not collection[0].isalpha():
-            collection = "c_" + collection
-        return MilvusStore.create(dimension, spec, uri or str(Path(folder).resolve() / "milvus.db"), collection)
-    raise RetrieverError(f"unknown backend '{backend}' (faiss or milvus)")
 
 
 def build_index(
@@ -51,7 +34,7 @@ def build_index(
     backend: str = "faiss",
     uri: str | None = None,
     lexical: bool = True,
-) -> tuple[FaissIndex, IndexManifest, Path]:
+) -> tuple[VectorStore, IndexManifest, Path]:
     """Encode the corpus, index it and save it atomically as ``<root>/<name>``; with ``lexical``, also fill
     the folder's document store (texts, corpus metadata) and its FTS5 index."""
     doc_ids = dataset.doc_ids
@@ -81,7 +64,7 @@ def build_index(
 
 def open_index(
     name_or_path: str | Path, encoder: BiEncoder | None = None, use_gpu: bool = True, **encoder_kwargs
-) -> tuple[FaissIndex, IndexManifest, BiEncoder]:
+) -> tuple[VectorStore, IndexManifest, BiEncoder]:
     """Load an index and the encoder it was built with (or check that ``encoder`` matches it)."""
     if encoder is None:
         from retriever.index.store import current_version_dir
@@ -107,7 +90,7 @@ def open_store(name_or_path: str | Path) -> DocumentStore | None:
 
 
 def retrieve(
-    index: FaissIndex, encoder: BiEncoder, queries: dict[str, str], k: int = 100, ignore_identical_ids: bool = True,
+    index: VectorStore, encoder: BiEncoder, queries: dict[str, str], k: int = 100, ignore_identical_ids: bool = True,
     mode: str = "dense", store: DocumentStore | None = None, params: FusionParams | None = None,
     relevance_model=None,
 ) -> Run:
@@ -148,7 +131,7 @@ class EvalReport:
 
 
 def evaluate_index(
-    index: FaissIndex,
+    index: VectorStore,
     encoder: BiEncoder,
     dataset: BeirDataset,
     split: str = "test",
@@ -203,7 +186,7 @@ def rerank_evaluation(dataset: BeirDataset, split: str, run: Run, reranker, dept
     return RerankReport(scores, reranked, 1000 * seconds / max(len(heads), 1), seconds)
 
 
-def rerank_texts(index: FaissIndex, encoder: BiEncoder, reranker, queries: list[str], doc_texts: dict[str, str],
+def rerank_texts(index: VectorStore, encoder: BiEncoder, reranker, queries: list[str], doc_texts: dict[str, str],
                  depth: int = 20, k: int = 10) -> list[list[tuple[str, float, float]]]:
     """Retrieve ``depth`` candidates per query, rerank them all in one batched call, keep the top ``k``:
     ``(doc id, rerank score, cosine)`` per hit."""
@@ -220,7 +203,7 @@ def rerank_texts(index: FaissIndex, encoder: BiEncoder, reranker, queries: list[
     return out
 
 
-def search_texts(index: FaissIndex, encoder: BiEncoder, queries: list[str], k: int, relevance_model=None,
+def search_texts(index: VectorStore, encoder: BiEncoder, queries: list[str], k: int, relevance_model=None,
                  min_relevance: float | None = None, query_vectors: np.ndarray | None = None) -> SearchOutcome:
     """Dense search (see :func:`retriever.search.search` for lexical and hybrid modes)."""
     return search(index, encoder, queries, k, relevance_model=relevance_model, min_relevance=min_relevance,

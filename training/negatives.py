@@ -14,7 +14,7 @@ from retriever.atomic import atomic_write_text
 from retriever.data import BeirDataset
 from retriever.encoders import BiEncoder
 from retriever.errors import DataError
-from retriever.index import FaissIndex, IndexManifest
+from retriever.index import IndexManifest, VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def read_negatives(path: Path) -> NegativesFile:
 def mine_hard_negatives(
     dataset: BeirDataset,
     split: str,
-    index: FaissIndex,
+    index: VectorStore,
     manifest: IndexManifest,
     encoder: BiEncoder,
     params: MiningParams | None = None,

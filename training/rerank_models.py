@@ -8,8 +8,10 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from retriever.atomic import atomic_write_json
+from retriever.encoders.text_encoder import resolve_model_path
 from retriever.errors import ModelError
 from retriever.rerank.base import RERANKER_FILE, read_settings
 from retriever.rerank.causal_lm import (
@@ -20,6 +22,7 @@ from retriever.rerank.causal_lm import (
     pad_left,
     two_way_log_probs,
 )
+from retriever.rerank.lm_weights import resolve_causal_lm
 
 
 @dataclass
@@ -40,10 +43,6 @@ class CrossEncoderScorer(nn.Module):
 
     def __init__(self, name_or_path: str, max_length: int = 256) -> None:
         super().__init__()
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        from retriever.encoders.text_encoder import resolve_model_path
-
         target, _ = resolve_model_path(name_or_path)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(target)
@@ -80,10 +79,6 @@ class CausalLMScorer(nn.Module):
 
     def __init__(self, name_or_path: str, max_length: int = 256, template: str = PROMPT_TEMPLATE) -> None:
         super().__init__()
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from retriever.rerank.lm_weights import resolve_causal_lm
-
         settings = read_settings(name_or_path)
         target = resolve_causal_lm(name_or_path)
         try:
@@ -135,11 +130,14 @@ def parameter_groups(scorer: nn.Module, learning_rate: float, head_learning_rate
     return groups
 
 
+SCORERS: dict[str, type[CrossEncoderScorer] | type[CausalLMScorer]] = {
+    CrossEncoderScorer.arch: CrossEncoderScorer,
+    CausalLMScorer.arch: CausalLMScorer,
+}
+"""The trainable class of each reranker architecture (its inference class: ``retriever.rerank.registry``)."""
+
+
 def make_scorer(arch: str, name_or_path: str, max_length: int) -> CrossEncoderScorer | CausalLMScorer:
-    if arch == "causal-lm":
-        return CausalLMScorer(name_or_path, max_length)
-    return CrossEncoderScorer(name_or_path, max_length)
-
-
-def saved_arch(folder: Path) -> str | None:
-    return read_settings(folder).get("arch")
+    if arch not in SCORERS:
+        raise ModelError(f"no trainable reranker for architecture '{arch}': one of {', '.join(SCORERS)}")
+    return SCORERS[arch](name_or_path, max_length)

@@ -24,11 +24,12 @@ from retriever.errors import RetrieverError
 from training import checkpoints
 from training.callbacks import plot_training_curve
 from training.loop import epoch_batches, total_steps
-from training.losses import CETPairLoss, ListwiseContrastiveLoss, PointwiseSFTLoss
+from training.losses import CETPairLoss
 from training.losses.cet import weights_on_hard
 from training.rerank_config import RerankerConfig
 from training.rerank_data import EASY, HARD, POSITIVE, RerankGroups, build_groups
 from training.rerank_models import make_scorer, parameter_groups
+from training.rerank_objectives import objective
 from training.rerank_plots import plot_gradient_weights
 
 logger = logging.getLogger(__name__)
@@ -53,18 +54,7 @@ def eval_scores(scorer, queries: list[str], documents: list[str]) -> torch.Tenso
 
 def step_loss(config: RerankerConfig, scores, log_p_yes, log_p_no, labels, other=None, hard=None):
     """The objective's loss and each document's gradient weight, both ``[B, G]``-shaped inputs."""
-    if config.objective == "sft":
-        sft = PointwiseSFTLoss(config.sft_pos_weight)
-        return sft(log_p_yes, log_p_no, labels), sft.gradient_weights(log_p_yes, log_p_no, labels)
-    if config.objective == "cl":
-        loss = ListwiseContrastiveLoss(config.temperature)
-        return loss(scores), loss.gradient_weights(scores)
-    debias = config.debias_ratio if config.debias == "cet" else None
-    pair_weight = torch.sigmoid((scores[:, 1:] - scores[:, :1]).detach())  # |d softplus(s_j - s_0) / d s_j|
-    if other is not None and debias is not None:
-        pair_weight = pair_weight * weights_on_hard(other[:, 1:], debias, hard)
-    weights = torch.cat([pair_weight.mean(dim=1, keepdim=True), pair_weight], dim=1)
-    return CETPairLoss(debias)(scores, other, hard=hard), weights
+    return objective(config.objective).step(config, scores, log_p_yes, log_p_no, labels, other, hard)
 
 
 def weight_summary(weights: torch.Tensor, kinds: np.ndarray) -> dict[str, float]:

@@ -24,9 +24,11 @@ from training.callbacks import (
     plot_training_curve,
     report_outputs,
 )
-from training.config import TrainConfig
+from training.config import FinetuneConfig
 from training.examples import build_rows
-from training.losses import ContrastiveLoss, KnownPositives, MWLoss, StarLoss
+from training.losses import KnownPositives
+from training.losses.cet_star import CETStarLoss
+from training.losses.registry import loss_spec
 
 logger = logging.getLogger(__name__)
 
@@ -42,29 +44,22 @@ class TrainResult:
     best_dev: float | None
 
 
-def make_loss(config: TrainConfig, model, known: KnownPositives):
+def make_loss(config: FinetuneConfig, model, known: KnownPositives):
+    """The loss of ``config.loss`` from the loss table (CET debiasing wraps STAR's)."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if config.loss == "mnrl":
-        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-
-        return MultipleNegativesRankingLoss(model, scale=1.0 / config.tau, gather_across_devices=distributed)
     if config.debias == "cet":
         if config.loss != "star" or distributed:
             raise RetrieverError("--debias cet works with --loss star in a single process")
-        from training.losses.cet_star import CETStarLoss
-
         selection = load_sentence_transformer(config.model).float()  # S: the same base checkpoint, fresh
         selection.max_seq_length = config.max_seq_length
         return CETStarLoss(model, known=known, temperature=config.tau, debias_ratio=config.debias_ratio,
                            learning_rate=config.learning_rate, selection=selection)
-    if config.loss == "mw":
-        return MWLoss(model, known=known, temperature=config.tau, gather_across_devices=distributed,
-                      normalize=config.mw_normalize)
-    cls = StarLoss if config.loss == "star" else ContrastiveLoss
-    return cls(model, known=known, temperature=config.tau, gather_across_devices=distributed)
+    spec = loss_spec(config.loss)
+    options = {keyword: getattr(config, name) for name, keyword in spec.options.items()}
+    return spec.load()(model, known=known, temperature=config.tau, gather_across_devices=distributed, **options)
 
 
-def dev_evaluator(dataset: BeirDataset, config: TrainConfig):
+def dev_evaluator(dataset: BeirDataset, config: FinetuneConfig):
     """IR evaluator on the dev queries over their positives plus ``dev_corpus_size`` other documents."""
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
@@ -98,7 +93,7 @@ def load_negatives(path: Path | None) -> dict[str, list[str]] | None:
     return mined.negatives
 
 
-def _training_args(config: TrainConfig, steps_per_epoch: int):
+def _training_args(config: FinetuneConfig, steps_per_epoch: int):
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
@@ -135,7 +130,7 @@ def latest_checkpoint(folder: Path) -> str | None:
     return str(checkpoints[-1]) if checkpoints else None
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: FinetuneConfig) -> TrainResult:
     """Train, evaluate on dev, checkpoint, and export a plain sentence-transformers folder to ``output``."""
     from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
     from transformers import set_seed
@@ -149,8 +144,6 @@ def train(config: TrainConfig) -> TrainResult:
     atomic_write_json(output / "train_config.json", json.loads(config.model_dump_json()))
 
     dataset = load_dataset(config.data)
-    if config.loss == "star" and not (config.negatives_file and config.n_negatives):
-        raise RetrieverError("--loss star needs --negatives-file (from 'retriever mine') and --n-negatives >= 1")
     rows = build_rows(dataset, config.split, load_negatives(config.negatives_file), config.n_negatives,
                       config.max_pairs, config.seed, config.negative_sampling)
     model = load_sentence_transformer(config.model).float()  # fp32 master weights, whatever the checkpoint holds

@@ -18,7 +18,7 @@ from retriever.filtering.candidates import Candidates, collect_candidates
 from retriever.filtering.fit import UNRETRIEVED_WEIGHT, adapter_scores, fit_adapter
 from retriever.filtering.metrics import FilterMetrics, filter_metrics, pick_threshold, top_ratio_scores
 from retriever.filtering.store import save_with_adapter
-from retriever.index import FaissIndex, IndexManifest
+from retriever.index import IndexManifest, VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def method_scores(candidates: Candidates, adapter) -> dict[str, np.ndarray]:
 
 
 def calibrate(
-    index: FaissIndex,
+    index: VectorStore,
     manifest: IndexManifest,
     encoder: BiEncoder,
     dataset: BeirDataset,

@@ -8,7 +8,7 @@ import numpy as np
 
 from retriever.data import BeirDataset
 from retriever.encoders import BiEncoder
-from retriever.index import FaissIndex
+from retriever.index import VectorStore
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Candidates:
 
 
 def collect_candidates(
-    index: FaissIndex, encoder: BiEncoder, dataset: BeirDataset, split: str, k: int, ignore_identical_ids: bool = True
+    index: VectorStore, encoder: BiEncoder, dataset: BeirDataset, split: str, k: int, ignore_identical_ids: bool = True
 ) -> Candidates:
     qrels = dataset.qrels(split)
     qids = [q for q, docs in qrels.items() if any(r > 0 for r in docs.values())]

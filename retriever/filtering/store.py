@@ -12,7 +12,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from retriever.filtering.adapter import CosineAdapter
-from retriever.index import FaissIndex, IndexManifest, save_index
+from retriever.index import IndexManifest, VectorStore, save_index
 from retriever.index.store import current_version_dir, resolve_index_dir
 
 ADAPTER_FILE = "adapter.safetensors"
@@ -32,7 +32,7 @@ class RelevanceModel:
                                 torch.from_numpy(np.asarray(cosines, dtype=np.float32))).numpy()
 
 
-def save_with_adapter(index: FaissIndex, manifest: IndexManifest, adapter: CosineAdapter, info: dict,
+def save_with_adapter(index: VectorStore, manifest: IndexManifest, adapter: CosineAdapter, info: dict,
                       folder: Path) -> Path:
     """Write a new index version that carries the adapter; the previous version stays until pruned."""
     entry = adapter.config() | info | {"file": ADAPTER_FILE}

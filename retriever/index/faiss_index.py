@@ -5,23 +5,17 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 from retriever.errors import RetrieverError
+from retriever.index.store_api import SearchResult
+
+__all__ = ["FaissIndex", "SearchResult"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SearchResult:
-    """Top-k hits per query: ``ids[i]`` and ``scores[i]`` are sorted by descending cosine."""
-
-    ids: list[list[str]]
-    scores: list[np.ndarray]
 
 
 def gpu_count() -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from retriever.atomic import atomic_write_text, fsync_dir
 from retriever.errors import IndexMismatchError, IndexNotFoundError, RetrieverError
-from retriever.index.faiss_index import FaissIndex
+from retriever.index.backends import backend_class
 from retriever.index.manifest import IndexManifest, utc_now
 from retriever.index.store_api import VectorStore
 
@@ -180,13 +180,3 @@ def _check_counts(index: VectorStore, manifest: IndexManifest, version_dir: Path
     if not (len(index.ids) == len(index) == manifest.count):
         raise RetrieverError(f"index at {version_dir} is inconsistent: {len(index)} vectors, {len(index.ids)} "
                              f"distinct ids, manifest count {manifest.count}" + FALLBACK_HINT)
-
-
-def backend_class(name: str):
-    if name == "faiss":
-        return FaissIndex
-    if name == "milvus":
-        from retriever.index.milvus_store import MilvusStore
-
-        return MilvusStore
-    raise RetrieverError(f"unknown vector store backend '{name}' (faiss or milvus)")

@@ -1,17 +1,25 @@
 """The one interface every vector store backend implements (FAISS embedded, Milvus distributed).
 
 Everything above it (pipeline, filtering, the live index, the service) only uses these members, so the
-backend is a configuration choice recorded in the index manifest.
+backend is a configuration choice recorded in the index manifest. The backends by name:
+:data:`retriever.index.backends.BACKENDS`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from retriever.index.faiss_index import SearchResult
+
+@dataclass
+class SearchResult:
+    """Top-k hits per query: ``ids[i]`` and ``scores[i]`` are sorted by descending cosine."""
+
+    ids: list[list[str]]
+    scores: list[np.ndarray]
 
 
 @runtime_checkable
@@ -46,6 +54,11 @@ class VectorStore(Protocol):
 
     def persist(self, folder: Path) -> dict:
         """Write what a version folder needs; return backend options for the manifest."""
+
+    @classmethod
+    def create(cls, dimension: int, spec: str, **options) -> VectorStore:
+        """An empty store; ``options`` are what its backend entry in
+        :data:`retriever.index.backends.BACKENDS` derives from the index folder, ``--uri`` and the GPU flag."""
 
     @classmethod
     def restore(cls, folder: Path, spec: str, options: dict, use_gpu: bool = True) -> VectorStore: ...

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from retriever.rerank.registry import is_cross_encoder
 from service.deps import get_runtime
 from service.runtime import Runtime
 from service.schemas import ReloadRequest
@@ -53,7 +54,7 @@ async def info(runtime: Runtime = Depends(get_runtime)) -> dict:
             for name, live in runtime.indexes.items()
         },
         "reranker": runtime.reranker.name if runtime.reranker else None,
-        "reranker_is_cross_encoder": bool(runtime.settings.reranker),
+        "reranker_is_cross_encoder": is_cross_encoder(runtime.settings.reranker),
         "limits": runtime.settings.model_dump(include={"max_query_chars", "max_batch", "max_top_k",
                                                        "max_rerank_documents", "max_document_chars",
                                                        "max_total_hits", "max_body_bytes"}),
