@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bm25s
 import numpy as np
+import Stemmer
 
 from retriever.data import BeirDataset
 from retriever.types import Run
@@ -10,9 +12,6 @@ from retriever.types import Run
 
 class Bm25Retriever:
     def __init__(self, dataset: BeirDataset, k1: float = 0.9, b: float = 0.4) -> None:
-        import bm25s
-        import Stemmer
-
         self._bm25s = bm25s
         self.stemmer = Stemmer.Stemmer("english")
         self.doc_ids = np.array(dataset.doc_ids, dtype=object)

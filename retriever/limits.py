@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from retriever.errors import RetrieverError
+
 MAX_QUERY_CHARS = 2048
 MAX_BATCH = 64
 MAX_TOP_K = 1000
@@ -21,8 +23,6 @@ def is_blank(text: str) -> bool:
 
 def check_queries(queries: list[str], max_chars: int = MAX_QUERY_CHARS) -> None:
     """The service's query rules, for the CLI: no blank query, none over ``max_chars``."""
-    from retriever.errors import RetrieverError
-
     for number, query in enumerate(queries, 1):
         if is_blank(query):
             raise RetrieverError(f"query {number} is empty or blank")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from retriever.encoders import BiEncoder
 from retriever.evaluate import DEFAULT_METRICS, AucResult, evaluate_run, retrieval_auc
 from retriever.index import DataSource, IndexManifest, VectorStore, index_root, load_index, save_index
 from retriever.index.backends import create_store
-from retriever.index.store import resolve_index_dir
+from retriever.index.store import current_version_dir, resolve_index_dir
+from retriever.rerank import load_reranker, rerank_run
 from retriever.search import FusionParams, Hit, SearchOutcome, search
 from retriever.types import Run
 
@@ -67,8 +69,6 @@ def open_index(
 ) -> tuple[VectorStore, IndexManifest, BiEncoder]:
     """Load an index and the encoder it was built with (or check that ``encoder`` matches it)."""
     if encoder is None:
-        from retriever.index.store import current_version_dir
-
         manifest = IndexManifest.model_validate_json(
             (current_version_dir(resolve_index_dir(name_or_path)) / "manifest.json").read_text()
         )
@@ -168,10 +168,6 @@ def rerank_evaluation(dataset: BeirDataset, split: str, run: Run, reranker, dept
                       metrics: tuple[str, ...] = ("ndcg@10", "mrr@10", "recall@100")) -> RerankReport:
     """Rerank a first-stage run's top ``depth`` for the split's queries and score it. ``reranker`` is a
     loaded reranker or a path for :func:`retriever.rerank.load_reranker`."""
-    import time
-
-    from retriever.rerank import load_reranker, rerank_run
-
     if isinstance(reranker, str):
         reranker = load_reranker(reranker)
     queries = dataset.split_queries(split)

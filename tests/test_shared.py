@@ -88,3 +88,16 @@ def test_roc_auc_counts_ties_half_and_is_nan_for_one_class() -> None:
     assert roc_auc(labels, scores) == pytest.approx((0.5 + 1 + 0 + 1) / 4)
     assert math.isnan(roc_auc(np.ones(3), np.arange(3.0)))
     assert math.isnan(roc_auc(np.zeros(3), np.arange(3.0)))
+
+
+def test_subsampling_logs_pairs_not_queries(tiny_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from training.examples import build_rows
+
+    dataset = load_beir(tiny_dir)
+    qrels = dataset.qrels("train")
+    n_pairs = sum(1 for docs in qrels.values() for rel in docs.values() if rel > 0)
+    assert n_pairs > len(qrels)  # the tiny train split has a query with two positives
+    with caplog.at_level("INFO", logger="training.examples"):
+        rows = build_rows(dataset, "train", max_pairs=2)
+    assert len(rows) == 2
+    assert f"subsampled 2 of {n_pairs} training pairs" in caplog.text

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from datasets import Dataset
 
 from retriever.data import BeirDataset
 from training.losses.base import KnownPositives
@@ -25,8 +26,6 @@ class TrainingRows:
         return len(self.ids)
 
     def to_dataset(self):
-        from datasets import Dataset
-
         return Dataset.from_dict(self.columns)
 
 
@@ -49,8 +48,8 @@ def build_rows(
     pairs = [(q, d) for q, docs in qrels.items() for d, rel in docs.items() if rel > 0]
     if max_pairs is not None and len(pairs) > max_pairs:
         keep = np.sort(np.random.default_rng(seed).choice(len(pairs), size=max_pairs, replace=False))
+        logger.info("subsampled %d of %d training pairs (seed %d)", max_pairs, len(pairs), seed)
         pairs = [pairs[i] for i in keep]
-        logger.info("subsampled %d of %d training pairs (seed %d)", max_pairs, len(qrels), seed)
     return rows_from_pairs(dataset, split, pairs, negatives, n_negatives, seed, negative_sampling)
 
 

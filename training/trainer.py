@@ -11,6 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sentence_transformers.base.sampler import BatchSamplers
+from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
+from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+from transformers import set_seed
 
 from retriever.atomic import atomic_dir, atomic_write_json
 from retriever.data import BeirDataset, load_dataset
@@ -29,6 +34,7 @@ from training.examples import build_rows
 from training.losses import KnownPositives
 from training.losses.cet_star import CETStarLoss
 from training.losses.registry import loss_spec
+from training.negatives import read_negatives
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +67,6 @@ def make_loss(config: FinetuneConfig, model, known: KnownPositives):
 
 def dev_evaluator(dataset: BeirDataset, config: FinetuneConfig):
     """IR evaluator on the dev queries over their positives plus ``dev_corpus_size`` other documents."""
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
     if config.dev_split not in dataset.splits:
         return None
     qrels = dataset.qrels(config.dev_split)
@@ -85,8 +89,6 @@ def dev_evaluator(dataset: BeirDataset, config: FinetuneConfig):
 def load_negatives(path: Path | None) -> dict[str, list[str]] | None:
     if path is None:
         return None
-    from training.negatives import read_negatives
-
     mined = read_negatives(path)
     logger.info("hard negatives from %s (mined with %s, fingerprint %s)", path, mined.model_id,
                 mined.model_fingerprint)
@@ -94,9 +96,6 @@ def load_negatives(path: Path | None) -> dict[str, list[str]] | None:
 
 
 def _training_args(config: FinetuneConfig, steps_per_epoch: int):
-    from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
-
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
     eval_steps = config.eval_steps or max(1, steps_per_epoch)
@@ -132,9 +131,6 @@ def latest_checkpoint(folder: Path) -> str | None:
 
 def train(config: FinetuneConfig) -> TrainResult:
     """Train, evaluate on dev, checkpoint, and export a plain sentence-transformers folder to ``output``."""
-    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
-    from transformers import set_seed
-
     set_seed(config.seed)
     output = Path(config.output)
     if output.exists() and (output / "checkpoints").exists() and not config.resume:

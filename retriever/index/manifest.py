@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from retriever.errors import DataError
+
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -43,8 +45,6 @@ class IndexManifest(BaseModel):
 def check_data_source(manifest: IndexManifest, dataset, force: bool = False) -> None:
     """Refuse to evaluate, calibrate or mine an index on a dataset whose corpus is not the one it was built
     from (compared by the corpus file's sha256, so a derived copy such as hide-positives passes)."""
-    from retriever.errors import DataError
-
     source = manifest.data_source
     if force or source is None or source.sha256 == dataset.content_hash:
         return

@@ -24,8 +24,3 @@ class BiEncoderReranker:
         q = self.encoder.encode_queries(queries)
         d = self.encoder.encode_documents(documents)
         return np.einsum("ij,ij->i", q, d).astype(np.float32)
-
-    def score(self, query: str, documents: list[str]) -> np.ndarray:
-        if not documents:
-            return np.zeros(0, dtype=np.float32)
-        return (self.encoder.encode_documents(documents) @ self.encoder.encode_queries([query])[0]).astype(np.float32)

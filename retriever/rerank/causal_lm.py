@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from retriever.errors import ModelError
 from retriever.rerank.base import length_sorted_batches, read_settings
+from retriever.rerank.lm_weights import resolve_causal_lm
 
 PROMPT_TEMPLATE = "Query: {query}\nDocument: {document}\nIs the document relevant to the query? Answer yes or no."
 _Q, _D = "\x00QUERY\x00", "\x00DOCUMENT\x00"
@@ -104,10 +106,6 @@ class CausalLMReranker:
 
     def __init__(self, path: str, batch_size: int = 16, max_length: int | None = None,
                  device: str | None = None) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from retriever.rerank.lm_weights import resolve_causal_lm
-
         settings = read_settings(path)
         target = resolve_causal_lm(path)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

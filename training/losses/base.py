@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
+from sentence_transformers.util.distributed import all_gather, get_rank
 from torch import Tensor, nn
 
 
@@ -46,8 +47,6 @@ def embed(model: nn.Module, features: Iterable[dict[str, Tensor]]) -> list[Tenso
 
 
 def gather(tensor: Tensor, with_grad: bool) -> Tensor:
-    from sentence_transformers.util.distributed import all_gather
-
     return all_gather(tensor, with_grad=with_grad)
 
 
@@ -69,8 +68,6 @@ def batch_scores(
     offset = 0
     doc_labels = labels
     if gather_across_devices:
-        from sentence_transformers.util.distributed import get_rank
-
         docs = [gather(d, with_grad=True) for d in docs]
         doc_labels = gather(labels, with_grad=False)
         offset = get_rank() * local

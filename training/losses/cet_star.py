@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from retriever.encoders import load_sentence_transformer
 from training.losses.base import BatchLoss, KnownPositives, batch_scores
 from training.losses.cet import cet_weights
 from training.losses.star import star_from_scores
@@ -44,8 +46,6 @@ class CETStarLoss(BatchLoss):
                  selection: nn.Module | None = None) -> None:
         super().__init__(model, known, temperature, False)
         if selection is None:
-            import copy
-
             selection = copy.deepcopy(model)  # callers pass a fresh load of the base checkpoint
         self.selection = selection
         self.debias_ratio, self.learning_rate = debias_ratio, learning_rate
@@ -97,8 +97,6 @@ class CETStarLoss(BatchLoss):
         self.selection.save(str(folder))
 
     def load_selection(self, folder: Path) -> None:
-        from retriever.encoders import load_sentence_transformer
-
         device = next(self.selection.parameters()).device
         self.selection = load_sentence_transformer(str(folder)).to(device)
         self._optimizer = None

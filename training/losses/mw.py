@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from sentence_transformers.util.distributed import get_world_size
 from torch import Tensor, nn
 
 from training.losses.base import BatchLoss, KnownPositives, gather
@@ -73,8 +74,6 @@ class MWLoss(BatchLoss):
 
 def _gather_ragged(values: Tensor) -> Tensor:
     """All-gather a 1-d tensor whose length differs across processes (padded with NaN, then dropped)."""
-    from sentence_transformers.util.distributed import get_world_size
-
     if get_world_size() == 1:
         return values
     length = torch.tensor([values.numel()], device=values.device)
