@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import pytest
+import torch
 import typer
 from click.testing import CliRunner
 from typer.main import get_command
@@ -21,7 +22,8 @@ from training.config import (
     TrainConfig,
     load_config,
 )
-from training.losses.registry import LOSSES
+from training.losses.base import BatchLoss
+from training.losses.registry import LOSSES, LossSpec
 from training.rerank_config import RerankerConfig
 from training.rerank_objectives import OBJECTIVES
 
@@ -102,3 +104,31 @@ def test_reranker_tables_refuse_unknown_names() -> None:
     with pytest.raises(ValueError, match="--objective pair"):
         RerankerConfig(objective="cl", debias="cet")
     assert RerankerConfig(arch="causal-lm").start_model == "smollm2"
+
+
+class HingeLoss(BatchLoss):
+    """docs/extending.md's example loss, verbatim."""
+
+    def forward(self, sentence_features, labels):
+        scores, positive_column, excluded = self.scores(sentence_features, labels)  # known positives masked
+        rows = torch.arange(scores.size(0), device=scores.device)
+        losses = torch.relu(self.temperature - (scores[rows, positive_column][:, None] - scores))
+        return (losses * ~excluded).sum() / (~excluded).sum().clamp(min=1)
+
+
+def test_a_new_loss_is_one_file_and_one_table_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.trainer import make_loss
+
+    monkeypatch.setitem(LOSSES, "hinge", LossSpec("tests.test_config_cli:HingeLoss", 0.2, "margin ranking"))
+    config = TrainConfig(loss="hinge")
+    assert config.tau == 0.2
+    loss = make_loss(config, torch.nn.Identity(), known=None)
+    assert type(loss).__name__ == "HingeLoss" and loss.temperature == 0.2
+    # two queries, two positives: s(q0, d0) = 0.9, s(q0, d1) = 0.8, s(q1, d0) = 0.1, s(q1, d1) = 0.5
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    d = torch.tensor([[0.9, 0.1], [0.8, 0.5]])
+    features = [{"sentence_embedding": q}, {"sentence_embedding": d}]
+    monkeypatch.setattr("training.losses.base.embed", lambda model, f: [x["sentence_embedding"] for x in f])
+    monkeypatch.setattr("training.losses.base.nn.functional.normalize", lambda x, dim: x)
+    value = loss(features, torch.tensor([0, 1]))
+    assert float(value) == pytest.approx((max(0.0, 0.2 - (0.9 - 0.8)) + max(0.0, 0.2 - (0.5 - 0.1))) / 2)
