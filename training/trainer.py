@@ -35,6 +35,7 @@ from training.losses import KnownPositives
 from training.losses.cet_star import CETStarLoss
 from training.losses.registry import loss_spec
 from training.negatives import read_negatives
+from training.run_log import LOG_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -132,13 +133,7 @@ def latest_checkpoint(folder: Path) -> str | None:
 def train(config: FinetuneConfig) -> TrainResult:
     """Train, evaluate on dev, checkpoint, and export a plain sentence-transformers folder to ``output``."""
     set_seed(config.seed)
-    output = Path(config.output)
-    if output.exists() and (output / "checkpoints").exists() and not config.resume:
-        if latest_checkpoint(output / "checkpoints"):
-            raise RetrieverError(f"{output} already holds checkpoints: pass --resume to continue, or another --output")
-    output.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(output / "train_config.json", json.loads(config.model_dump_json()))
-
+    output = _prepare_output(config)
     dataset = load_dataset(config.data)
     rows = build_rows(dataset, config.split, load_negatives(config.negatives_file), config.n_negatives,
                       config.max_pairs, config.seed, config.negative_sampling)
@@ -153,7 +148,7 @@ def train(config: FinetuneConfig) -> TrainResult:
     if config.resume and (best_dir / "best_metric.json").is_file():
         early.best = json.loads((best_dir / "best_metric.json").read_text())["value"]
     evaluator = dev_evaluator(dataset, config)
-    callbacks = [JsonLogCallback(output / "log.jsonl"), early]
+    callbacks = [JsonLogCallback(output / LOG_FILE), early]
     if evaluator is not None:
         callbacks.append(DevProgressCallback(len(evaluator.queries), len(evaluator.corpus)))
     trainer = SentenceTransformerTrainer(
@@ -177,13 +172,7 @@ def train(config: FinetuneConfig) -> TrainResult:
     state = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - start
     if trainer.is_world_process_zero():
-        final = model
-        if (best_dir / "best_metric.json").is_file():
-            final = load_sentence_transformer(str(best_dir))
-        _export(final, output)
-        if hasattr(loss, "save_selection"):
-            loss.save_selection(output / "selection")
-        plot_training_curve(output / "log.jsonl", output / "training_curve.png", DEV_METRIC)
+        _finish(model, loss, best_dir, output)
     samples = state.global_step * config.batch_size * world
     result = TrainResult(output, seconds, samples / seconds if seconds else 0.0, state.global_step,
                          None if early.best == -np.inf else float(early.best))
@@ -194,6 +183,28 @@ def train(config: FinetuneConfig) -> TrainResult:
         })
         report_outputs(output)
     return result
+
+
+def _prepare_output(config: FinetuneConfig) -> Path:
+    """The output folder, with the run's config; refuses to overwrite checkpoints unless resuming."""
+    output = Path(config.output)
+    if output.exists() and (output / "checkpoints").exists() and not config.resume:
+        if latest_checkpoint(output / "checkpoints"):
+            raise RetrieverError(f"{output} already holds checkpoints: pass --resume to continue, or another --output")
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output / "train_config.json", json.loads(config.model_dump_json()))
+    return output
+
+
+def _finish(model, loss, best_dir: Path, output: Path) -> None:
+    """Export the best dev model (else the last), CET's selection model, and the training curve."""
+    final = model
+    if (best_dir / "best_metric.json").is_file():
+        final = load_sentence_transformer(str(best_dir))
+    _export(final, output)
+    if hasattr(loss, "save_selection"):
+        loss.save_selection(output / "selection")
+    plot_training_curve(output / LOG_FILE, output / "training_curve.png", DEV_METRIC)
 
 
 def _export(model, output: Path) -> None:
