@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retriever.encoders import TextEncoder
+from retriever.encoders import TextEncoder, VectorLRU
 from retriever.errors import (
     IndexMismatchError,
     IndexNotFoundError,
@@ -68,6 +68,8 @@ class Runtime:
         self.sources: dict[str, Path] = {}
         self.reranker: Reranker | None = None
         self._batchers: dict[tuple, MicroBatcher] = {}
+        # served texts are encoded through this LRU, never the on-disk cache (its writes rewrite a whole table)
+        self.vector_lru = VectorLRU(settings.vector_cache_size)
         self.ready = False
 
     # ---- loading -------------------------------------------------------------------------------------
@@ -127,7 +129,8 @@ class Runtime:
         return self._batchers[key]
 
     async def encode(self, encoder: TextEncoder, texts: list[str], side: str) -> np.ndarray:
-        batcher = self._batcher((f"encode-{side}", id(encoder)), lambda batch: encoder.encode(batch, side=side))
+        batcher = self._batcher((f"encode-{side}", id(encoder)),
+                                lambda batch: encoder.encode_in_memory(batch, side, self.vector_lru))
         return np.asarray(await batcher.submit(texts), dtype=np.float32)
 
     async def rerank_pairs(self, queries: list[str], documents: list[str]) -> np.ndarray:
