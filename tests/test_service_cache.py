@@ -76,3 +76,36 @@ def test_encode_in_memory_matches_encode_and_dedupes(encoder, monkeypatch) -> No
     assert calls == [2] and len(lru) == 2  # each distinct text once
     np.testing.assert_allclose(tower.encode_in_memory(texts[:2], "query", lru), expected[:2], atol=1e-6)
     assert calls == [2]
+
+
+def test_served_hybrid_with_the_fts_pass_run_ahead_equals_the_library(tiny_index: Path) -> None:
+    """The service runs each query's FTS pass beside its encoding; the hits must be the library's own."""
+    from retriever.live import LiveIndex
+    from retriever.search import search
+
+    config = Settings(indexes=[str(tiny_index)], index_dir=tiny_index.parent, use_gpu=False, log_json=False)
+    queries = ["what causes earthquakes", "cell glucose sugar", "light gravity black hole", "zzz unmatched"]
+    with TestClient(create_app(config)) as client:
+        body = client.post("/search", json={"queries": queries, "top_k": 5, "mode": "hybrid"}).json()
+        served = [[(h["id"], round(h["score"], 5)) for h in r["hits"]] for r in body["results"]]
+        assert "search.lexical_pass" in body["timings_ms"] and "fetch" in body["timings_ms"]
+    live = LiveIndex.open(tiny_index, use_gpu=False)
+    try:
+        own = search(live.index, live.encoder, queries, 5, mode="hybrid", store=live.store)
+    finally:
+        live.close()
+    assert served == [[(h.id, round(h.score, 5)) for h in hits] for hits in own.hits]
+    assert served[0][0][0] == "d5" and served[1][0][0] == "d11"
+
+
+def test_lexical_candidates_from_a_pass_run_ahead(tiny_index: Path) -> None:
+    from retriever.docstore import STORE_FILE, DocumentStore
+
+    store = DocumentStore(tiny_index / STORE_FILE)
+    try:
+        query, ids = "insulin lowers blood glucose", ["d11", "d1", "d7"]
+        expected = store.lexical_candidates(query, 3, ids)
+        assert store.lexical_candidates(query, 3, ids, done=store.lexical_pass(query)) == expected
+        assert expected[0][0][0] == "d11" and set(expected[1]) == {"d11", "d1"}  # d7 shares no term
+    finally:
+        store.close()
