@@ -171,7 +171,7 @@ def trained_rows(name: str, model_path: str) -> None:
     index, manifest, _, data, store = zero_shot(name)
     encoder = BiEncoder.load(model_path, show_progress=True)
     index, manifest, encoder = reopen(INDEXES / f"{name}-zero-shot", encoder)  # refuses another document tower
-    queries, qrels = data.split_queries("test"), data.qrels("test")
+    queries = data.split_queries("test")
     label = Path(model_path).name
     rows = store.lexical_search(list(queries.values()), 1001)
     fts_run = {q: {d: s for d, s in row if d != q} for q, row in zip(queries, rows, strict=True)}
