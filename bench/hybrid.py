@@ -1,6 +1,7 @@
 """Issue 19: lexical engines, dense, and each fusion on the test splits, plus filtering with the fused relevance.
 
     python -m bench.hybrid --dataset scifact --dataset nfcorpus
+    python -m bench.hybrid --dataset nfcorpus --dense-model nfcorpus=/work/models/nfcorpus-adore
 
 Per dataset: ``lexical-fts5`` (the index's lexical side) and ``lexical-bm25s`` (the old baseline) with nDCG,
 single-query p50 and the cost of an upsert; ``hybrid-<fusion>`` with the zero-shot model (adapter and
@@ -8,6 +9,11 @@ calibrated fusion fitted on train, the convex weight and the threshold chosen on
 as served; search p50 of one query without its encoding, which both modes share, and the encoding p50
 apart); paired t-tests against dense and lexical; ``filter-hybrid-calibrated`` against the Cosine Adapter
 on the same hybrid top-K candidates (K = 100, 1000).
+
+``--dense-model DATASET=PATH`` adds ``hybrid-<fusion>-<name>`` rows with a trained dense model whose document
+tower is the zero-shot one (ADORE trains the query tower only), so the zero-shot index and its cached
+corpus vectors serve it unchanged; its own adapter and fusion are fitted as for zero-shot, and the paired
+t-tests compare it with its own dense run and with FTS5.
 """
 
 from __future__ import annotations
@@ -107,7 +113,8 @@ def relevance_model(index, encoder, dataset, k: int = 100) -> RelevanceModel:
     return model
 
 
-def hybrid_rows(name, index, encoder, dataset, store, model_name: str, runs: dict) -> None:
+def hybrid_rows(name, index, encoder, dataset, store, model_name: str, runs: dict, tag: str = "") -> None:
+    """Every fusion's row (method ``hybrid-<fusion><tag>``); filtering rows for the zero-shot model only."""
     adapter = relevance_model(index, encoder, dataset)
     start = time.perf_counter()
     side = fit_hybrid_side(index, store, encoder, dataset, adapter)
@@ -124,19 +131,20 @@ def hybrid_rows(name, index, encoder, dataset, store, model_name: str, runs: dic
     for fusion in ("rrf", "convex", "tmm", "calibrated"):
         alpha = side["alpha_tmm"] if fusion == "tmm" else side["alpha"]
         run = to_run(test, fuse(test.candidates, fusion, alpha, relevance))
-        runs[f"hybrid-{fusion}"] = run
+        runs[f"hybrid-{fusion}{tag}"] = run
         one = fusion_params({"hybrid": side}, fusion=fusion)
         p50 = _p50_ms(lambda q, p=one: search(index, encoder, [q], 10, mode="hybrid", store=store,
                                                relevance_model=adapter, params=p, query_vectors=vectors[q][None]),
                       sample)
         extra = {"alpha": alpha} if fusion in ("convex", "tmm") else {}
-        record(name, "test", f"hybrid-{fusion}", model_name, evaluate_run(qrels, run, METRICS) | extra | {
+        record(name, "test", f"hybrid-{fusion}{tag}", model_name, evaluate_run(qrels, run, METRICS) | extra | {
             "dev_ndcg@10": side["dev_ndcg@10"][fusion], "depth": params.depth, "search_p50_ms": p50,
             "dense_search_p50_ms": dense_p50, "encode_p50_ms": encode_p50}, fit_seconds)
-        write_trec_run(run, RUNS / f"{name}-test-hybrid-{fusion}.trec", tag=f"hybrid-{fusion}")
+        write_trec_run(run, RUNS / f"{name}-test-hybrid-{fusion}{tag}.trec", tag=f"hybrid-{fusion}{tag}")
     write_trec_run(runs["lexical-fts5"], RUNS / f"{name}-test-lexical-fts5.trec", tag="lexical-fts5")
-    write_significance(name, "test", "hybrid", qrels, runs)
-    filtering_rows(name, index, encoder, dataset, store, adapter, params, model_name)
+    write_significance(name, "test", f"hybrid{tag}", qrels, runs)
+    if not tag:
+        filtering_rows(name, index, encoder, dataset, store, adapter, params, model_name)
 
 
 def filtering_rows(name, index, encoder, dataset, store, adapter, params, model_name: str) -> None:
@@ -156,13 +164,36 @@ def filtering_rows(name, index, encoder, dataset, store, adapter, params, model_
                    metrics.as_dict() | {"k": k, "positives_in_candidates": int(labels[valid].sum())}, 0.0)
 
 
-def main(dataset: list[str] = typer.Option(["scifact", "nfcorpus"])) -> None:
+def trained_rows(name: str, model_path: str) -> None:
+    """Hybrid rows with a trained query tower over the zero-shot index (its document tower must match)."""
+    from retriever.pipeline import open_index as reopen
+
+    index, manifest, _, data, store = zero_shot(name)
+    encoder = BiEncoder.load(model_path, show_progress=True)
+    index, manifest, encoder = reopen(INDEXES / f"{name}-zero-shot", encoder)  # refuses another document tower
+    queries = data.split_queries("test")
+    label = Path(model_path).name
+    rows = store.lexical_search(list(queries.values()), 1001)
+    fts_run = {q: {d: s for d, s in row if d != q} for q, row in zip(queries, rows, strict=True)}
+    dense = retrieve(index, encoder, queries, k=1000)
+    runs = {f"dense-{label}": dense, "lexical-fts5": fts_run}
+    hybrid_rows(name, index, encoder, data, store, label, runs, tag=f"-{label.removeprefix(name + '-')}")
+
+
+def main(dataset: list[str] = typer.Option(["scifact", "nfcorpus"]),
+         dense_model: list[str] = typer.Option([], help="DATASET=PATH: also hybrid rows with this trained "
+                                                        "dense model (document tower = the zero-shot one)."),
+         zero_shot_rows: bool = typer.Option(True, help="The lexical, zero-shot hybrid and filtering rows.")) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    trained = dict(item.split("=", 1) for item in dense_model)
     for name in dataset:
-        index, manifest, encoder, data, store = zero_shot(name)
-        runs = lexical_rows(name, data, store)
-        runs = {"zero-shot": retrieve(index, encoder, data.split_queries("test"), k=1000), **runs}
-        hybrid_rows(name, index, encoder, data, store, manifest.model_id.split("/")[-1], runs)
+        if zero_shot_rows:
+            index, manifest, encoder, data, store = zero_shot(name)
+            runs = lexical_rows(name, data, store)
+            runs = {"zero-shot": retrieve(index, encoder, data.split_queries("test"), k=1000), **runs}
+            hybrid_rows(name, index, encoder, data, store, manifest.model_id.split("/")[-1], runs)
+        if name in trained:
+            trained_rows(name, trained[name])
 
 
 if __name__ == "__main__":

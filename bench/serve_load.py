@@ -2,10 +2,13 @@
 
     python -m bench.serve_load --index scifact-zero-shot --dataset scifact
     python -m bench.serve_load --backend torch --backend onnx-int8 --only serve-search --only serve-embed
+    python -m bench.serve_load --mode dense --mode hybrid --only serve-search --only serve-embed --only serve-rerank
 
 Starts ``retriever serve`` on 127.0.0.1, drives it with a bounded async load generator (httpx) at
 concurrency 1, 8 and 32, and records p50/p95/p99 latency and QPS for search (no filter, calibrated filter,
-rerank of the top 20), /embed and /rerank. The peer is infinity-emb serving the same model when it installs
+rerank of the top 20; in each ``--mode``, against the same server, so modes compare in one run), /embed and
+/rerank. The server keeps no vectors in memory (``RETRIEVER_VECTOR_CACHE_SIZE=0``) and gets an empty disk
+cache: every query is encoded. The peer is infinity-emb serving the same model when it installs
 (``--peer-bin`` names its ``infinity_emb`` script); otherwise a minimal FastAPI endpoint around plain
 sentence-transformers calls. Rerank uses a cross-encoder made from all-MiniLM-L6-v2 with a new, untrained
 head (no cross-encoder weights can be downloaded here): its scores mean nothing, its cost is real, and both
@@ -113,12 +116,14 @@ def main(
     backend: list[str] = typer.Option([], "--backend", help="Serve on these runtimes, one after the other "
                                                             "(torch, onnx, onnx-int8, auto); default: the "
                                                             "server's default."),
-    mode: str | None = typer.Option(None, help="dense | lexical | hybrid: sent as the /search body's 'mode' "
-                                               "(default: not sent, the server's default)."),
+    mode: list[str] = typer.Option([], help="dense | lexical | hybrid: sent as the /search body's 'mode'; "
+                                           "repeat it to measure several modes on one server (default: not "
+                                           "sent, the server's default)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if mode not in (None, "dense", "lexical", "hybrid"):
-        raise typer.BadParameter(f"unknown mode '{mode}'", param_hint="--mode")
+    for m in mode:
+        if m not in ("dense", "lexical", "hybrid"):
+            raise typer.BadParameter(f"unknown mode '{m}'", param_hint="--mode")
     data = load_dataset(dataset)
     queries = list(data.split_queries("test").values())
     docs = data.doc_texts()[:200]
@@ -128,35 +133,42 @@ def main(
         run_peer(peer_bin, dataset, queries, docs, per_level, cross_encoder_dir())
 
 
-def scenarios(docs: list[str], mode: str | None) -> dict:
-    extra = {"mode": mode} if mode else {}
-    return {
-        "serve-search": ("/search", lambda q, i: {"query": q, "top_k": 10, "filter": "none"} | extra),
-        "serve-search-filtered": ("/search", lambda q, i: {"query": q, "top_k": 100, "filter": "calibrated"} | extra),
-        "serve-search-rerank": ("/search", lambda q, i: {"query": q, "top_k": 10, "rerank": True,
-                                                         "rerank_depth": 20, "filter": "none"} | extra),
-        "serve-embed": ("/embed", lambda q, i: {"inputs": [q]}),
-        "serve-rerank": ("/rerank", lambda q, i: {"query": q, "documents": docs[i % 180: i % 180 + 20]}),
-    }
+def scenarios(docs: list[str], modes: list[str]) -> list[tuple[str, str | None, str, object]]:
+    """``(scenario, mode, path, payload maker)``: the search scenarios once per mode, then /embed and /rerank."""
+    out = []
+    for mode in modes or [None]:
+        extra = {"mode": mode} if mode else {}
+        out += [
+            ("serve-search", mode, "/search", lambda q, i, e=extra: {"query": q, "top_k": 10, "filter": "none"} | e),
+            ("serve-search-filtered", mode, "/search",
+             lambda q, i, e=extra: {"query": q, "top_k": 100, "filter": "calibrated"} | e),
+            ("serve-search-rerank", mode, "/search", lambda q, i, e=extra: {
+                "query": q, "top_k": 10, "rerank": True, "rerank_depth": 20, "filter": "none"} | e),
+        ]
+    return out + [
+        ("serve-embed", None, "/embed", lambda q, i: {"inputs": [q]}),
+        ("serve-rerank", None, "/rerank", lambda q, i: {"query": q, "documents": docs[i % 180: i % 180 + 20]}),
+    ]
 
 
 def serve_scenarios(index: str, dataset: str, queries: list[str], docs: list[str], per_level: int,
-                    only: list[str], backend: str | None, mode: str | None) -> None:
+                    only: list[str], backend: str | None, modes: list[str]) -> None:
     """Start ``retriever serve`` (on ``backend``), drive every scenario at each concurrency, record."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "retriever", "serve", "--index", str(ROOT / "indexes" / index), "--port",
            str(port), "--reranker", str(cross_encoder_dir())] + (["--backend", backend] if backend else [])
     cache = tempfile.mkdtemp(prefix="serve-load-cache-")  # queries are encoded, not found in the warm cache
-    server = start(cmd, url, "/ready", env={"RETRIEVER_LOG_JSON": "false", "RETRIEVER_CACHE_DIR": cache})
-    label = "all-MiniLM-L6-v2" + (f" {backend}" if backend else "") + (f" {mode}" if mode else "")
+    server = start(cmd, url, "/ready", env={"RETRIEVER_LOG_JSON": "false", "RETRIEVER_CACHE_DIR": cache,
+                                            "RETRIEVER_VECTOR_CACHE_SIZE": "0"})
     try:
-        for method, (path, make) in scenarios(docs, mode).items():
+        for method, mode, path, make in scenarios(docs, modes):
             if only and method not in only:
                 continue
+            label = "all-MiniLM-L6-v2" + (f" {backend}" if backend else "") + (f" {mode}" if mode else "")
             for c in CONCURRENCY:
                 payloads = [make(queries[i % len(queries)], i) for i in range(n_requests(c, per_level))]
-                stats = asyncio.run(drive(url, path, payloads, c))
+                stats = asyncio.run(drive(url, path, payloads, c)) | {"load_avg_1m": os.getloadavg()[0]}
                 logger.info("%s %s c=%d: %s", method, label, c, stats)
                 record(dataset, "test", method, f"{label} c={c}", stats, stats["requests"] / stats["qps"])
     finally:

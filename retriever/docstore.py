@@ -128,12 +128,21 @@ class DocumentStore:
         """BM25 of the given documents for ``query`` (absent: no query term matches, a score of 0)."""
         return self.lexical_candidates(query, 0, ids)[1]
 
-    def lexical_candidates(self, query: str, depth: int, ids: list[str],
-                           where: Where | None = None) -> tuple[list[tuple[str, float]], dict[str, float]]:
-        """In one FTS pass: the top-``depth`` ``(id, BM25)`` and the BM25 of ``ids`` (those matching a term)."""
+    def lexical_pass(self, query: str, where: Where | None = None) -> tuple:
+        """The FTS pass of :meth:`lexical_candidates` alone (``(rowids, BM25)`` of every match), so that a
+        caller can run it before the query vector exists (the service overlaps it with the encoding)."""
         condition, args = to_sql(where)
         with self._lock:
-            rowids, scores = fts5.all_scores(self._conn, query, condition, args)
+            return fts5.all_scores(self._conn, query, condition, args)
+
+    def lexical_candidates(self, query: str, depth: int, ids: list[str], where: Where | None = None,
+                           done: tuple | None = None) -> tuple[list[tuple[str, float]], dict[str, float]]:
+        """In one FTS pass: the top-``depth`` ``(id, BM25)`` and the BM25 of ``ids`` (those matching a term);
+        ``done``: that pass, already run by :meth:`lexical_pass` with the same ``where``."""
+        if done is None:
+            done = self.lexical_pass(query, where)
+        rowids, scores = done
+        with self._lock:
             ranked = fts5.top(rowids, scores, depth)
             top_ids = self._column_for("rowid", "id", [r for r, _ in ranked])
             known = self._column_for("id", "rowid", ids)

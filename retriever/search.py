@@ -64,9 +64,10 @@ def check_mode(mode: str, fusion: str | None = None) -> None:
 
 def search(index, encoder, queries: list[str], k: int, *, mode: str = "dense", store=None, relevance_model=None,
            params: FusionParams | None = None, min_relevance: float | None = None, where: Where | None = None,
-           query_vectors: np.ndarray | None = None) -> SearchOutcome:
+           query_vectors: np.ndarray | None = None, lexical_passes: list | None = None) -> SearchOutcome:
     """Top-``k`` per query. ``store``: the index's :class:`~retriever.docstore.DocumentStore` (needed for
-    lexical and hybrid modes and for ``where``). ``min_relevance`` drops hits below it when they carry one."""
+    lexical and hybrid modes and for ``where``). ``min_relevance`` drops hits below it when they carry one.
+    ``lexical_passes``: hybrid mode's FTS pass of each query, already run (``store.lexical_pass``)."""
     params = params or FusionParams()
     check_mode(mode, params.fusion if mode == "hybrid" else None)
     if (mode != "dense" or where) and (store is None or (mode != "dense" and not store.has_lexical)):
@@ -88,7 +89,8 @@ def search(index, encoder, queries: list[str], k: int, *, mode: str = "dense", s
         vectors = encoder.encode_queries(queries) if query_vectors is None else query_vectors
     if mode == "dense":
         return _dense(index, vectors, k, relevance_model, min_relevance, allowed, timer)
-    return _hybrid(index, store, queries, vectors, k, relevance_model, params, min_relevance, where, allowed, timer)
+    return _hybrid(index, store, queries, vectors, k, relevance_model, params, min_relevance, where, allowed, timer,
+                   lexical_passes)
 
 
 def _dense(index, vectors, k, relevance_model, min_relevance, allowed, timer) -> SearchOutcome:
@@ -115,7 +117,8 @@ def _dense(index, vectors, k, relevance_model, min_relevance, allowed, timer) ->
 
 
 def hybrid_candidates(index, store, queries: list[str], vectors: np.ndarray, depth: int, where: Where | None = None,
-                      allowed: set[str] | None = None, timer: StageTimer | None = None) -> fusion_fns.Candidates:
+                      allowed: set[str] | None = None, timer: StageTimer | None = None,
+                      lexical_passes: list | None = None) -> fusion_fns.Candidates:
     """Both sides' top-``depth``, united, with every candidate's cosine and BM25 filled in."""
     timer = timer or StageTimer()
     with timer.stage("dense"):
@@ -123,8 +126,9 @@ def hybrid_candidates(index, store, queries: list[str], vectors: np.ndarray, dep
     dense = [list(zip(ids, map(float, scores), strict=True)) for ids, scores in zip(result.ids, result.scores,
                                                                                    strict=True)]
     with timer.stage("lexical"):  # one FTS pass per query: the lexical top-depth and the dense hits' BM25
-        passes = [store.lexical_candidates(q, depth, [d for d, _ in hits], where)
-                  for q, hits in zip(queries, dense, strict=True)]
+        done = lexical_passes or [None] * len(queries)
+        passes = [store.lexical_candidates(q, depth, [d for d, _ in hits], where, pass_)
+                  for q, hits, pass_ in zip(queries, dense, done, strict=True)]
     candidates = fusion_fns.Candidates.from_hits(dense, [top for top, _ in passes])
     with timer.stage("complete"):
         _complete(index, vectors, candidates, [scores for _, scores in passes])
@@ -171,8 +175,8 @@ def fuse(c: fusion_fns.Candidates, fusion: str, alpha: float = DEFAULT_ALPHA,
 
 
 def _hybrid(index, store, queries, vectors, k, relevance_model, params: FusionParams, min_relevance, where, allowed,
-            timer) -> SearchOutcome:
-    c = hybrid_candidates(index, store, queries, vectors, max(params.depth, k), where, allowed, timer)
+            timer, lexical_passes=None) -> SearchOutcome:
+    c = hybrid_candidates(index, store, queries, vectors, max(params.depth, k), where, allowed, timer, lexical_passes)
     relevance = None
     if params.calibration is not None and relevance_model is not None and c.dense.size:
         with timer.stage("calibrate"):

@@ -1,8 +1,9 @@
 """Dynamic micro-batching: concurrent requests are merged into one model call, as TEI and infinity do.
 
 Requests queue up while the model is busy; the worker takes everything queued (up to ``max_size``
-items, waiting at most ``wait_ms`` for more), runs one call in the model executor, and hands each
-request its slice of the results. Model calls never run on the event loop.
+items), runs one call in the model executor, and hands each request its slice of the results. It waits
+up to ``wait_ms`` for more only while requests are arriving together (the last call merged several): a
+lone request is never held back. Model calls never run on the event loop.
 
 A failed call belongs to the request that caused it: when a merged call raises, each request of the
 batch is run again on its own, so a bad input fails only its own request.
@@ -25,6 +26,7 @@ class MicroBatcher:
         self.max_size, self.wait = max_size, wait_ms / 1000.0
         self.batch_sizes, self.name = batch_sizes, name
         self._queue: asyncio.Queue | None = None
+        self._busy = False  # the last call merged several requests: worth waiting a little for more
         self._worker: asyncio.Task | None = None
 
     def _ensure_worker(self) -> asyncio.Queue:
@@ -45,7 +47,7 @@ class MicroBatcher:
         while True:
             batch = [await queue.get()]
             size = len(batch[0][0])
-            deadline = loop.time() + self.wait
+            deadline = loop.time() + (self.wait if self._busy else 0.0)
             while size < self.max_size:
                 try:
                     item = queue.get_nowait()
@@ -59,6 +61,7 @@ class MicroBatcher:
                         break
                 batch.append(item)
                 size += len(item[0])
+            self._busy = len(batch) > 1
             flat = [x for items, _ in batch for x in items]
             if self.batch_sizes is not None:
                 self.batch_sizes.labels(self.name).observe(len(flat))

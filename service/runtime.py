@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from retriever.encoders import TextEncoder
+from retriever.encoders import TextEncoder, VectorLRU
 from retriever.errors import (
     IndexMismatchError,
     IndexNotFoundError,
@@ -23,6 +24,7 @@ from retriever.live import LiveIndex
 from retriever.onnx.files import BACKEND_ENV
 from retriever.rerank import BiEncoderReranker, Reranker, load_reranker
 from retriever.search import SearchOutcome, fusion_params, search
+from retriever.types import doc_text
 from service.batching import MicroBatcher
 from service.metrics import ServiceMetrics, Timer
 from service.settings import Settings
@@ -51,6 +53,8 @@ class Runtime:
         self.sources: dict[str, Path] = {}
         self.reranker: Reranker | None = None
         self._batchers: dict[tuple, MicroBatcher] = {}
+        # served texts are encoded through this LRU, never the on-disk cache (its writes rewrite a whole table)
+        self.vector_lru = VectorLRU(settings.vector_cache_size)
         self.ready = False
 
     # ---- loading -------------------------------------------------------------------------------------
@@ -110,7 +114,8 @@ class Runtime:
         return self._batchers[key]
 
     async def encode(self, encoder: TextEncoder, texts: list[str], side: str) -> np.ndarray:
-        batcher = self._batcher((f"encode-{side}", id(encoder)), lambda batch: encoder.encode(batch, side=side))
+        batcher = self._batcher((f"encode-{side}", id(encoder)),
+                                lambda batch: encoder.encode_in_memory(batch, side, self.vector_lru))
         return np.asarray(await batcher.submit(texts), dtype=np.float32)
 
     async def rerank_pairs(self, queries: list[str], documents: list[str]) -> np.ndarray:
@@ -134,42 +139,64 @@ class Runtime:
                                     else "returns none in lexical mode") + ", or use filter 'none'")
         return request.filter.min_relevance
 
-    def _search(self, live: LiveIndex, request, mode: str, vectors, min_relevance, k: int) -> SearchOutcome:
+    def _search(self, live: LiveIndex, request, mode: str, vectors, min_relevance, k: int,
+                lexical_passes=None) -> SearchOutcome:
         params = fusion_params(live.relevance.info if live.relevance else None, request.fusion)
         calibrated = request.filter == "calibrated"
         outcome = search(live.index, live.encoder, request.texts, k, mode=mode, store=live.store,
                          relevance_model=live.relevance, params=params, where=request.where,
-                         query_vectors=vectors, min_relevance=min_relevance)
+                         query_vectors=vectors, min_relevance=min_relevance, lexical_passes=lexical_passes)
         if calibrated and outcome.threshold is not None:
             outcome.hits = [[h for h in hits if h.relevance is None or h.relevance >= outcome.threshold]
                             for hits in outcome.hits]
         return outcome
+
+    def _search_and_fetch(self, live: LiveIndex, request, mode, vectors, min_relevance, k, passes, timer: Timer):
+        """Search, then read the hits' texts when needed: one trip to the index thread, not two."""
+        with timer.stage("search"):
+            outcome = self._search(live, request, mode, vectors, min_relevance, k, passes)
+        ids = (sorted({h.id for hits in outcome.hits for h in hits})
+               if request.return_text or request.rerank else [])
+        with timer.stage("fetch"):
+            docs = live.texts(ids) if ids else {}
+        return outcome, docs
+
+    @staticmethod
+    def _lexical_passes(live: LiveIndex, request) -> tuple[list, float]:
+        start = time.perf_counter()
+        passes = [live.store.lexical_pass(q, request.where) for q in request.texts]
+        return passes, round(1000 * (time.perf_counter() - start), 3)
+
+    async def _encode_query(self, live: LiveIndex, request, mode: str, timer: Timer):
+        """The query vectors; in hybrid mode the FTS pass (which needs no vector) runs on the index thread
+        meanwhile, so hybrid pays max(encode, FTS) rather than their sum."""
+        with timer.stage("encode"):
+            if mode != "hybrid":
+                return await self.encode(live.encoder.query, request.texts, "query"), None
+            vectors, (passes, lexical_ms) = await asyncio.gather(
+                self.encode(live.encoder.query, request.texts, "query"),
+                self.in_index_thread(self._lexical_passes, live, request))
+        timer.ms["search.lexical_pass"] = lexical_ms
+        return vectors, passes
 
     async def search(self, request, timer: Timer) -> tuple[LiveIndex, SearchOutcome, dict, dict]:
         live = self.get(request.index)
         texts = request.texts
         mode = request.mode or default_mode(live)
         min_relevance = self._min_relevance(request, live, mode)
-        vectors = None
-        if mode != "lexical":
-            with timer.stage("encode"):
-                vectors = await self.encode(live.encoder.query, texts, "query")
+        vectors, passes = (None, None) if mode == "lexical" else await self._encode_query(live, request, mode, timer)
         depth = max(request.top_k, request.rerank_depth if request.rerank else 0)
-        with timer.stage("search"):
-            outcome = await self.in_index_thread(self._search, live, request, mode, vectors, min_relevance, depth)
+        outcome, docs = await self.in_index_thread(self._search_and_fetch, live, request, mode, vectors,
+                                                   min_relevance, depth, passes, timer)
         for stage, ms in outcome.timings_ms.items():
             if stage != "encode":
                 timer.ms[f"search.{stage}"] = ms
-        need_text = request.return_text or request.rerank
-        ids = sorted({h.id for hits in outcome.hits for h in hits}) if need_text else []
-        with timer.stage("fetch"):
-            docs = await self.in_index_thread(live.texts, ids) if ids else {}
         rerank_scores: dict = {}
         if request.rerank:
             pairs = [(row, h.id) for row, hits in enumerate(outcome.hits) for h in hits[: request.rerank_depth]]
             with timer.stage("rerank"):
                 scores = await self.rerank_pairs([texts[r] for r, _ in pairs],
-                                                 [" ".join(docs.get(d, ("", ""))).strip() for _, d in pairs])
+                                                 [doc_text(*docs.get(d, ("", ""))) for _, d in pairs])
             rerank_scores = {pair: float(s) for pair, s in zip(pairs, scores, strict=True)}
         return live, outcome, docs, rerank_scores
 

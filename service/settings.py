@@ -37,5 +37,8 @@ class Settings(BaseSettings):
 
     batch_max_size: int = 64
     batch_wait_ms: float = 2.0
+    vector_cache_size: int = Field(4096, ge=0, description="Texts whose vectors the service keeps in memory (an "
+                                                           "LRU; 0: encode every text). It never writes the "
+                                                           "on-disk embedding cache")
     torch_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
     log_json: bool = True

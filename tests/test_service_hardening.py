@@ -287,7 +287,7 @@ def test_one_failing_request_among_concurrent_searches(tiny_index: Path) -> None
 
     app = create_app(Settings(indexes=[str(tiny_index)], index_dir=tiny_index.parent, use_gpu=False,
                               log_json=False, batch_wait_ms=50))
-    real = TextEncoder.encode
+    real = TextEncoder.encode_in_memory
 
     def encode(self, texts, *args, **kwargs):
         if any("poison" in t for t in texts):
@@ -301,11 +301,11 @@ def test_one_failing_request_among_concurrent_searches(tiny_index: Path) -> None
             queries = [f"query {i}" for i in range(100)] + ["poison"]
             return await asyncio.gather(*(client.post("/search", json={"query": q, "top_k": 1}) for q in queries))
 
-    TextEncoder.encode = encode
+    TextEncoder.encode_in_memory = encode
     try:
         responses = asyncio.run(scenario())
     finally:
-        TextEncoder.encode = real
+        TextEncoder.encode_in_memory = real
     assert [r.status_code for r in responses[:100]] == [200] * 100
     assert responses[100].status_code == 500
     samples = {(s.name, s.labels["batcher"]): s.value for s in app.state.runtime.metrics.batch_size.collect()[0].samples

@@ -1,7 +1,8 @@
-"""Sentence-transformers encoders with fingerprints, an on-disk embedding cache, and two towers."""
+"""Sentence-transformers encoders with fingerprints, an on-disk embedding cache (an in-memory LRU for
+servers), and two towers."""
 
 from retriever.encoders.bi_encoder import BiEncoder
-from retriever.encoders.cache import EmbeddingCache
+from retriever.encoders.cache import EmbeddingCache, VectorLRU
 from retriever.encoders.text_encoder import (
     DEFAULT_MODEL_ID,
     TextEncoder,
@@ -14,6 +15,7 @@ __all__ = [
     "DEFAULT_MODEL_ID",
     "EmbeddingCache",
     "TextEncoder",
+    "VectorLRU",
     "load_sentence_transformer",
     "model_fingerprint",
 ]

@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,38 @@ class EmbeddingCache:
             folder = self.root / namespace
             atomic_write_bytes(folder / "vectors.npy", _npy_bytes(table.vectors))
             atomic_write_bytes(folder / "keys.npy", _npy_bytes(raw))
+
+
+class VectorLRU:
+    """In-memory least-recently-used vectors keyed by ``(namespace, text key)``: what a server keeps instead of
+    the on-disk cache, whose ``add`` rewrites a whole table (the service must never do that per request).
+    ``capacity`` 0 keeps nothing."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = max(0, int(capacity))
+        self._items: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, namespace: str, keys: list[bytes]) -> list[np.ndarray | None]:
+        with self._lock:
+            found = [self._items.get((namespace, k)) for k in keys]
+            for key, vector in zip(keys, found, strict=True):
+                if vector is not None:
+                    self._items.move_to_end((namespace, key))
+        return found
+
+    def put(self, namespace: str, keys: list[bytes], vectors: np.ndarray) -> None:
+        if not self.capacity:
+            return
+        with self._lock:
+            for key, vector in zip(keys, vectors, strict=True):
+                self._items[(namespace, key)] = vector
+                self._items.move_to_end((namespace, key))
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

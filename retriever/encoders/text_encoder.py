@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
-from retriever.encoders.cache import EmbeddingCache, text_keys
+from retriever.encoders.cache import EmbeddingCache, VectorLRU, text_keys
 from retriever.errors import ModelError
 
 if TYPE_CHECKING:
@@ -164,6 +164,22 @@ class TextEncoder:
             self.cache.add(namespace, list(todo), self._encode_model(list(todo.values()), side))
             rows, hit = self.cache.lookup(namespace, keys)
         return self.cache.vectors(namespace)[rows]
+
+    def encode_in_memory(self, texts: list[str], side: Side, lru: VectorLRU | None = None) -> np.ndarray:
+        """Encode without touching the on-disk cache (neither read nor written): vectors come from ``lru``
+        when given, else from the model (each distinct text once). What a server calls per request."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        namespace, keys = self.cache_namespace(side), text_keys(texts)
+        found = lru.get(namespace, keys) if lru is not None else [None] * len(texts)
+        todo = {keys[i]: texts[i] for i, vector in enumerate(found) if vector is None}
+        if todo:
+            fresh = self._encode_model(list(todo.values()), side)
+            if lru is not None:
+                lru.put(namespace, list(todo), fresh)
+            computed = dict(zip(todo, fresh, strict=True))
+            found = [computed[k] if v is None else v for k, v in zip(keys, found, strict=True)]
+        return np.ascontiguousarray(np.stack(found), dtype=np.float32)
 
     def cache_namespace(self, side: Side) -> str:
         """Torch vectors keep the plain ``<fingerprint>-<side>``; ONNX ones add the backend and the graph
