@@ -10,5 +10,5 @@ Run = dict[str, dict[str, float]]
 
 def doc_text(title: str | None, text: str | None) -> str:
     """The text a document encoder sees: ``title + " " + text``, stripped. The embedding cache keys on this
-    exact string, so it must never change (tests/test_types.py pins it)."""
+    exact string, so it must never change (tests/test_shared.py pins it)."""
     return f"{title or ''} {text or ''}".strip()
