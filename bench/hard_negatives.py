@@ -79,11 +79,13 @@ def main(
 
     negatives_path = MODELS / f"{dataset}-negatives.json"
     start = time.perf_counter()
-    if not negatives_path.is_file():
+    star_methods = [m for m in ("star", "mw-star", "adore-star") if not only or m in only]
+    if star_methods and not negatives_path.is_file():  # ADORE alone mines its own negatives at every step
         mine_hard_negatives(data, "train", zero_index, zero_manifest, zero_encoder,
                             MiningParams(top_k=200, seed=seed)).save(negatives_path)
     mining_seconds = time.perf_counter() - start
-    logger.info("negatives: %s (%d queries)", negatives_path, len(read_negatives(negatives_path).negatives))
+    if star_methods:
+        logger.info("negatives: %s (%d queries)", negatives_path, len(read_negatives(negatives_path).negatives))
 
     common = dict(data=dataset, batch_size=batch_size, learning_rate=learning_rate, seed=seed, epochs=1.0,
                   max_steps=max_steps,

@@ -96,6 +96,36 @@ def dynamic_candidates(index, query_vectors: np.ndarray, positives: list[set[str
                       torch.from_numpy(valid), result.ids)
 
 
+def dense_candidates(query_vectors: Tensor, doc_matrix: Tensor, positive_rows: list[list[int]],
+                     k: int) -> AdoreBatch:
+    """``dynamic_candidates`` by exact search of an in-memory document matrix (rows = documents): the
+    top ``k`` by inner product, plus every positive of a query that retrieved none of them (unranked)."""
+    top = (query_vectors.float() @ doc_matrix.float().T).topk(min(k, len(doc_matrix)), dim=1).indices
+    n, width = top.shape[1], top.shape[1] + max(len(p) for p in positive_rows)
+    rows = torch.zeros((len(positive_rows), width), dtype=torch.int64)
+    ranks = torch.full((len(positive_rows), width), k + 1, dtype=torch.int64)
+    relevant = torch.zeros((len(positive_rows), width), dtype=torch.bool)
+    valid = torch.zeros((len(positive_rows), width), dtype=torch.bool)
+    for b, (retrieved, pos) in enumerate(zip(top.tolist(), positive_rows, strict=True)):
+        missing = [] if set(pos) & set(retrieved) else sorted(pos)
+        cand = retrieved + missing
+        rows[b, : len(cand)] = torch.tensor(cand)
+        ranks[b, :n] = torch.arange(1, n + 1)
+        relevant[b, : len(cand)] = torch.tensor([c in pos for c in cand])
+        valid[b, : len(cand)] = True
+    return AdoreBatch(rows, ranks, relevant, valid, [])
+
+
+def dense_adore_loss(query_vectors: Tensor, doc_matrix: Tensor, positive_rows: list[list[int]], k: int,
+                     temperature: float, normalize: str = "pairs") -> Tensor:
+    """ADORE's loss for query vectors against a frozen document matrix (negatives re-retrieved from it
+    with the current, detached query vectors at every call)."""
+    cands = dense_candidates(query_vectors.detach(), doc_matrix, positive_rows, k)
+    scores = torch.einsum("bd,bmd->bm", query_vectors.float(), doc_matrix[cands.rows].float())
+    weights = delta_mrr_weights(cands.ranks, cands.relevant, cands.valid, k)
+    return adore_loss(scores, weights, pair_mask(cands.relevant, cands.valid), temperature, normalize)
+
+
 def _adore_step(config: TrainConfig, query_model, index, doc_matrix: Tensor, dataset, batch: list[str],
                 positives: dict[str, set[str]], doc_row: dict[str, int]) -> Tensor:
     q = embed_texts(query_model, [dataset.queries[x] for x in batch])
