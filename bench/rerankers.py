@@ -21,6 +21,7 @@ import typer
 
 from bench.hard_negatives import INDEXES, MODELS, ensure_index
 from bench.results import ROOT, record
+from bench.significance import paired_test
 from retriever.data import load_dataset
 from retriever.evaluate import evaluate_run
 from retriever.pipeline import open_index, rerank_evaluation, retrieve
@@ -85,6 +86,8 @@ def main(
     seed: int = typer.Option(42),
     tag: str = typer.Option("", help="Suffix of the model folders and result labels (recipe variants)."),
     max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
+    rows: str = typer.Option("pair", help="pair: a group per labelled pair | query: a group per training query, "
+                             "positive by grade (NFCorpus)"),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
@@ -102,7 +105,7 @@ def main(
                 arch=arch, objective=objective, data=dataset, negatives_file=negatives, n_hard=n_hard, n_easy=n_easy,
                 max_groups=max_groups, batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
                 **({"head_learning_rate": head_learning_rate} if head_learning_rate else {}),
-                max_length=max_length, seed=seed, output=output, resume=(output / "checkpoints").is_dir(),
+                max_length=max_length, seed=seed, output=output, resume=(output / "checkpoints").is_dir(), rows=rows,
                 early_stopping_patience=None, max_steps=max_steps))
         trained[objective] = (str(output), json.loads((output / "train_summary.json").read_text()))
     for objective in ("sft", "cl"):  # one plot per recipe, with the other objective's run when it exists
@@ -124,7 +127,9 @@ def main(
         for objective, (path, summary) in trained.items():
             reranker = load_reranker(path, max_length=max_length)
             report = rerank_evaluation(data, "test", run, reranker, rerank_depth)
+            test = paired_test({q: qrels[q] for q in qids}, report.run, run)
             metrics = report.metrics | {
+                "p_vs_first_stage": f"{test['p']:.2g}", "delta_vs_first_stage": test["delta"], "rows": rows,
                 "first_stage_ndcg@10": base["ndcg@10"], "first_stage_mrr@10": base["mrr@10"],
                 "depth": rerank_depth, "n_queries": len(qids), "ms_per_query": report.ms_per_query,
                 "train_seconds": summary["train_seconds"], "max_length": max_length}
