@@ -72,6 +72,8 @@ def main(
     max_epochs: int = typer.Option(10, help="ADORE: epochs at most (early stopping on dev nDCG@10)."),
     min_epochs: int = typer.Option(3),
     patience: int = typer.Option(2, help="ADORE: epochs without a better dev nDCG@10 before stopping."),
+    time_budget_min: float | None = typer.Option(None, help="ADORE: stop at the first dev evaluation past this "
+                                                 "many training minutes (the best epoch is kept)"),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
@@ -121,12 +123,14 @@ def main(
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(INDEXES / base, target)
             train_adore(TrainConfig(method="adore", index=str(target), output=output,
-                                    adore_normalize=adore_normalize, **adore_common))
+                                    adore_normalize=adore_normalize, **adore_common),
+                        time_budget_s=time_budget_min * 60 if time_budget_min else None)
         summary = json.loads((output / "train_summary.json").read_text())
         index, _, encoder = open_index(target)
         evaluate_and_record(data, dataset, method, index, encoder, summary, {
             "corpus_encode_seconds": 0.0, "epochs_run": summary.get("epochs_run"),
             "best_step": summary.get("best_step"), "best_dev_ndcg@10": summary.get("best_dev_ndcg@10"),
+            "stopped_early": summary.get("stopped_early"),
             "learning_rate": adore_lr}, max_pairs, variant=f" ({settings})" if settings else "", baseline=zero_run)
 
 

@@ -34,11 +34,11 @@ from training.soft_tokens import train_soft_tokens
 logger = logging.getLogger("bench.soft_tokens")
 
 
-def _train(dataset: str, method: str, config: dict, objective: str) -> dict:
+def _train(dataset: str, method: str, config: dict, objective: str, budget_s: float | None) -> dict:
     output = ROOT / "models" / f"{dataset}-{method}"
     summary_path = output / "train_summary.json"
     if not summary_path.is_file() or "epochs_run" not in json.loads(summary_path.read_text()):
-        train_soft_tokens(TrainConfig(method="soft-tokens", data=dataset, output=output, **config), objective)
+        train_soft_tokens(TrainConfig(method="soft-tokens", data=dataset, output=output, **config), objective, budget_s)
     return json.loads(summary_path.read_text()) | {"output": str(output)}
 
 
@@ -60,6 +60,8 @@ def main(
                                     "the query side: their vectors are cached)."),
     objective: str = typer.Option("infonce", help="infonce | adore (dynamic negatives from the frozen corpus, "
                                   "ADORE's ΔMRR loss; query side)"),
+    time_budget_min: float | None = typer.Option(None, help="Per run: stop after the first epoch past this many "
+                                                 "training minutes (the best epoch is kept)"),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
@@ -80,7 +82,8 @@ def main(
             summary = _train(dataset, method, dict(
                 side=side, soft_tokens=n_tokens, soft_layers=n_layers, epochs=max_epochs, min_epochs=min_epochs,
                 early_stopping_patience=patience, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
-                loss=loss, rows=rows, negatives_file=negatives_file, n_negatives=n_negatives), objective)
+                loss=loss, rows=rows, negatives_file=negatives_file, n_negatives=n_negatives), objective,
+                 time_budget_min * 60 if time_budget_min else None)
             start = time.perf_counter()
             encoder = BiEncoder.load(summary["output"], show_progress=True)
             encode_seconds = 0.0

@@ -171,3 +171,6 @@ def test_adore_keeps_the_document_side_bit_identical(tiny_built, encoder, tmp_pa
     assert moved == (summary["best_step"] > 0)  # the tower of the best dev evaluation (step 0: the start model)
     log = [json.loads(line) for line in (tmp_path / "adore" / "log.jsonl").read_text().splitlines()]
     assert log[0]["step"] == 0 and "eval_dev_cosine_ndcg@10" in log[0] and any("loss" in r for r in log)
+    budgeted = train_adore(config.model_copy(update={"output": tmp_path / "budget", "update_index": False}),
+                           time_budget_s=1e-9)
+    assert budgeted["steps"] == summary["steps"] // 2 and not budgeted["stopped_early"]  # stopped after epoch 1

@@ -88,3 +88,5 @@ def test_adore_objective_trains_query_soft_tokens_only(tiny_dir: Path, tiny_mode
         assert torch.equal(state[name], tensor), name
     with pytest.raises(ValueError, match="side query"):
         train_soft_tokens(config.model_copy(update={"side": "both"}), objective="adore")
+    budgeted = train_soft_tokens(config.model_copy(update={"output": tmp_path / "budget"}), "adore", time_budget_s=1e-9)
+    assert budgeted["epochs_run"] == 1 and summary["epochs_run"] == 2  # the budget ends training after epoch 1

@@ -137,7 +137,8 @@ def _adore_step(config: TrainConfig, query_model, index, doc_matrix: Tensor, dat
     return adore_loss(scores, weights, pairs, config.tau, config.adore_normalize)
 
 
-def train_adore(config: TrainConfig) -> dict:
+def train_adore(config: TrainConfig, time_budget_s: float | None = None) -> dict:
+    """``time_budget_s``: stop at the first dev evaluation past this many training seconds (best kept)."""
     if not config.index:
         raise RetrieverError("--method adore needs --index: the index of the frozen document encoder")
     torch.manual_seed(config.seed)
@@ -199,6 +200,9 @@ def train_adore(config: TrainConfig) -> dict:
         if early.should_stop:
             logger.info("early stopping at step %d (best: evaluation %d)", step, early.best_eval)
             break
+        if time_budget_s and DEV_METRIC in entry and time.perf_counter() - start > time_budget_s:
+            logger.warning("time budget of %.0f s spent at step %d: stopping (best kept)", time_budget_s, step)
+            break
     seconds = time.perf_counter() - start
     if (best_dir / "config.json").is_file():
         query_model = load_sentence_transformer(str(best_dir)).float()
@@ -208,6 +212,7 @@ def train_adore(config: TrainConfig) -> dict:
     summary = {"train_seconds": seconds, "samples_per_s": step * config.batch_size / seconds, "steps": step,
                "epochs_run": round(step / per_epoch, 2), "rows": len(qids), "loss": "adore", "tau": config.tau,
                "learning_rate": config.learning_rate, "adore_normalize": config.adore_normalize,
+               "stopped_early": early.should_stop, "time_budget_s": time_budget_s,
                "best_dev_ndcg@10": early.best_value, "best_step": None if dev is None else best_step,
                "document_model": manifest.model_id}
     atomic_write_json(output / "train_summary.json", summary)

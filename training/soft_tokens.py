@@ -123,9 +123,10 @@ def _log_dev(log_path: Path, step: int, epoch: int, value: float, early: EarlySt
     return early.update(value)
 
 
-def train_soft_tokens(config: TrainConfig, objective: str = "infonce") -> dict:
+def train_soft_tokens(config: TrainConfig, objective: str = "infonce", time_budget_s: float | None = None) -> dict:
     """``objective``: ``infonce`` (in-batch, plus mined negatives; or MW with ``loss=mw``) or ``adore``
-    (query side only: dynamic negatives from the frozen corpus, ADORE's loss, gradient clipped at 1)."""
+    (query side only: dynamic negatives from the frozen corpus, ADORE's loss, gradient clipped at 1).
+    ``time_budget_s``: stop after the first epoch that ends past this many training seconds (best kept)."""
     if objective == "adore" and config.side != "query":
         raise ValueError("the adore objective needs --side query (documents keep their frozen vectors)")
     torch.manual_seed(config.seed)
@@ -186,6 +187,9 @@ def train_soft_tokens(config: TrainConfig, objective: str = "infonce") -> dict:
             if early.should_stop:
                 logger.info("early stopping after epoch %d (best: epoch %d)", epoch + 1, early.best_eval - 1)
                 break
+        if time_budget_s and time.perf_counter() - start > time_budget_s:
+            logger.warning("time budget of %.0f s spent after epoch %d: stopping (best kept)", time_budget_s, epoch + 1)
+            break
         if 0 < config.max_steps <= step:
             break
     seconds = time.perf_counter() - start
@@ -198,7 +202,8 @@ def train_soft_tokens(config: TrainConfig, objective: str = "infonce") -> dict:
     summary = {"train_seconds": seconds, "samples_per_s": step * config.batch_size / seconds, "steps": step,
                "epochs_run": epoch + 1, "best_epoch": early.best_eval - 1 if dev is not None else None,
                "best_dev_ndcg@10": early.best_value, "zero_shot_dev_ndcg@10": zero_dev,
-               "trainable_params": n_trainable, "peak_rss_mb": peak_mb, "rows": len(rows), "side": config.side,
+               "trainable_params": n_trainable, "time_budget_s": time_budget_s, "peak_rss_mb": peak_mb,
+               "rows": len(rows), "side": config.side,
                "soft_tokens": config.soft_tokens, "soft_layers": config.soft_layers,
                "loss": "adore" if dynamic else config.loss,
                "tau": config.tau if dynamic else config.temperature or SOFTREPA_TEMPERATURE}
