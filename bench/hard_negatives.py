@@ -131,7 +131,8 @@ def main(
             "corpus_encode_seconds": 0.0, "epochs_run": summary.get("epochs_run"),
             "best_step": summary.get("best_step"), "best_dev_ndcg@10": summary.get("best_dev_ndcg@10"),
             "stopped_early": summary.get("stopped_early"),
-            "learning_rate": adore_lr}, max_pairs, variant=f" ({settings})" if settings else "", baseline=zero_run)
+            "learning_rate": f"{summary['learning_rate']:g}",  # a string: records round floats to 5 decimals
+        }, max_pairs, variant=f" ({settings})" if settings else "", baseline=zero_run)
 
 
 if __name__ == "__main__":

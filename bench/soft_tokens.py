@@ -99,7 +99,7 @@ def main(
                 "p_vs_zero_shot": f"{test['p']:.2g}", "delta_vs_zero_shot": test["delta"],
                 "trainable_params": summary["trainable_params"], "train_seconds": summary["train_seconds"],
                 "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
-                "best_dev_ndcg@10": summary["best_dev_ndcg@10"], "learning_rate": learning_rate,
+                "best_dev_ndcg@10": summary["best_dev_ndcg@10"], "learning_rate": f"{learning_rate:g}",
                 "temperature": summary["tau"], "rows": rows, "objective": objective,
                 "eval_seconds": time.perf_counter() - start,
                 "corpus_encode_seconds": encode_seconds,
