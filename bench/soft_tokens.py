@@ -107,7 +107,8 @@ def main(
             logger.info("%s: nDCG@10 %.4f (zero-shot %.4f, p = %.3g)", method, report.metrics["ndcg@10"],
                         zero.metrics["ndcg@10"], test["p"])
             record(dataset, "test", method, "all-MiniLM-L6-v2 (frozen)", metrics, summary["train_seconds"])
-    write_significance(dataset, "test", f"soft-tokens-{side}{tag}", qrels, runs)
+    label = f"soft-tokens-{side}" + ("-adore" if objective == "adore" else "") + tag
+    write_significance(dataset, "test", label, qrels, runs)
 
 
 if __name__ == "__main__":
