@@ -72,6 +72,8 @@ def main(
     max_epochs: int = typer.Option(10, help="ADORE: epochs at most (early stopping on dev nDCG@10)."),
     min_epochs: int = typer.Option(3),
     patience: int = typer.Option(2, help="ADORE: epochs without a better dev nDCG@10 before stopping."),
+    time_budget_min: float | None = typer.Option(None, help="ADORE: stop at the first dev evaluation past this "
+                                                 "many training minutes (the best epoch is kept)"),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
@@ -79,11 +81,13 @@ def main(
 
     negatives_path = MODELS / f"{dataset}-negatives.json"
     start = time.perf_counter()
-    if not negatives_path.is_file():
+    star_methods = [m for m in ("star", "mw-star", "adore-star") if not only or m in only]
+    if star_methods and not negatives_path.is_file():  # ADORE alone mines its own negatives at every step
         mine_hard_negatives(data, "train", zero_index, zero_manifest, zero_encoder,
                             MiningParams(top_k=200, seed=seed)).save(negatives_path)
     mining_seconds = time.perf_counter() - start
-    logger.info("negatives: %s (%d queries)", negatives_path, len(read_negatives(negatives_path).negatives))
+    if star_methods:
+        logger.info("negatives: %s (%d queries)", negatives_path, len(read_negatives(negatives_path).negatives))
 
     common = dict(data=dataset, batch_size=batch_size, learning_rate=learning_rate, seed=seed, epochs=1.0,
                   max_steps=max_steps,
@@ -119,13 +123,16 @@ def main(
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(INDEXES / base, target)
             train_adore(TrainConfig(method="adore", index=str(target), output=output,
-                                    adore_normalize=adore_normalize, **adore_common))
+                                    adore_normalize=adore_normalize, **adore_common),
+                        time_budget_s=time_budget_min * 60 if time_budget_min else None)
         summary = json.loads((output / "train_summary.json").read_text())
         index, _, encoder = open_index(target)
         evaluate_and_record(data, dataset, method, index, encoder, summary, {
             "corpus_encode_seconds": 0.0, "epochs_run": summary.get("epochs_run"),
             "best_step": summary.get("best_step"), "best_dev_ndcg@10": summary.get("best_dev_ndcg@10"),
-            "learning_rate": adore_lr}, max_pairs, variant=f" ({settings})" if settings else "", baseline=zero_run)
+            "stopped_early": summary.get("stopped_early"),
+            "learning_rate": f"{summary['learning_rate']:g}",  # a string: records round floats to 5 decimals
+        }, max_pairs, variant=f" ({settings})" if settings else "", baseline=zero_run)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
     python -m bench.soft_tokens --dataset nfcorpus --rows query --k 16
     python -m bench.soft_tokens --dataset scifact --k 16 --n-negatives 7
     python -m bench.soft_tokens --dataset scifact --side both --k 16 --layers 1
+    python -m bench.soft_tokens --dataset scifact --objective adore --rows query --k 16 --layers 6 --learning-rate 1e-2
 
 Each run trains up to ``--max-epochs`` epochs with a dev nDCG@10 evaluation after each, keeps the best
 epoch, and stops after ``--patience`` epochs without improvement (never before ``--min-epochs``).
@@ -33,11 +34,11 @@ from training.soft_tokens import train_soft_tokens
 logger = logging.getLogger("bench.soft_tokens")
 
 
-def _train(dataset: str, method: str, config: dict) -> dict:
+def _train(dataset: str, method: str, config: dict, objective: str, budget_s: float | None) -> dict:
     output = ROOT / "models" / f"{dataset}-{method}"
     summary_path = output / "train_summary.json"
     if not summary_path.is_file() or "epochs_run" not in json.loads(summary_path.read_text()):
-        train_soft_tokens(TrainConfig(method="soft-tokens", data=dataset, output=output, **config))
+        train_soft_tokens(TrainConfig(method="soft-tokens", data=dataset, output=output, **config), objective, budget_s)
     return json.loads(summary_path.read_text()) | {"output": str(output)}
 
 
@@ -57,6 +58,10 @@ def main(
     tag: str = typer.Option("", help="Suffix of the method name (learning-rate sweeps on dev)."),
     n_negatives: int = typer.Option(0, help="Mined hard negatives per row (zero-shot top 200, sampled; free on "
                                     "the query side: their vectors are cached)."),
+    objective: str = typer.Option("infonce", help="infonce | adore (dynamic negatives from the frozen corpus, "
+                                  "ADORE's ΔMRR loss; query side)"),
+    time_budget_min: float | None = typer.Option(None, help="Per run: stop after the first epoch past this many "
+                                                 "training minutes (the best epoch is kept)"),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
@@ -73,11 +78,12 @@ def main(
     for n_layers in layers:
         for n_tokens in k:
             method = (f"soft-tokens-{side}-k{n_tokens}-l{n_layers}" + ("-mw" if loss == "mw" else "")
-                      + (f"-hn{n_negatives}" if n_negatives else "") + tag)
+                      + (f"-hn{n_negatives}" if n_negatives else "") + ("-adore" if objective == "adore" else "") + tag)
             summary = _train(dataset, method, dict(
                 side=side, soft_tokens=n_tokens, soft_layers=n_layers, epochs=max_epochs, min_epochs=min_epochs,
                 early_stopping_patience=patience, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
-                loss=loss, rows=rows, negatives_file=negatives_file, n_negatives=n_negatives))
+                loss=loss, rows=rows, negatives_file=negatives_file, n_negatives=n_negatives), objective,
+                 time_budget_min * 60 if time_budget_min else None)
             start = time.perf_counter()
             encoder = BiEncoder.load(summary["output"], show_progress=True)
             encode_seconds = 0.0
@@ -93,14 +99,16 @@ def main(
                 "p_vs_zero_shot": f"{test['p']:.2g}", "delta_vs_zero_shot": test["delta"],
                 "trainable_params": summary["trainable_params"], "train_seconds": summary["train_seconds"],
                 "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
-                "best_dev_ndcg@10": summary["best_dev_ndcg@10"], "learning_rate": learning_rate,
-                "temperature": summary["tau"], "rows": rows, "eval_seconds": time.perf_counter() - start,
+                "best_dev_ndcg@10": summary["best_dev_ndcg@10"], "learning_rate": f"{learning_rate:g}",
+                "temperature": summary["tau"], "rows": rows, "objective": objective,
+                "eval_seconds": time.perf_counter() - start,
                 "corpus_encode_seconds": encode_seconds,
             }
             logger.info("%s: nDCG@10 %.4f (zero-shot %.4f, p = %.3g)", method, report.metrics["ndcg@10"],
                         zero.metrics["ndcg@10"], test["p"])
             record(dataset, "test", method, "all-MiniLM-L6-v2 (frozen)", metrics, summary["train_seconds"])
-    write_significance(dataset, "test", f"soft-tokens-{side}{tag}", qrels, runs)
+    label = f"soft-tokens-{side}" + ("-adore" if objective == "adore" else "") + tag
+    write_significance(dataset, "test", label, qrels, runs)
 
 
 if __name__ == "__main__":

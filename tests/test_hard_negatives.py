@@ -10,7 +10,14 @@ import torch
 from retriever.data import load_beir
 from retriever.index import load_index
 from retriever.pipeline import build_index
-from training.adore import adore_loss, delta_mrr_weights, dynamic_candidates, pair_mask
+from training.adore import (
+    adore_loss,
+    delta_mrr_weights,
+    dense_adore_loss,
+    dense_candidates,
+    dynamic_candidates,
+    pair_mask,
+)
 from training.config import TrainConfig
 from training.losses import star_from_scores
 from training.negatives import MiningParams, mine_hard_negatives, read_negatives
@@ -116,6 +123,23 @@ def test_dynamic_negatives_come_from_the_real_index(tiny_built, encoder) -> None
     assert got == expected[0]  # one positive retrieved: the other is not appended (official code)
 
 
+def test_dense_candidates_hand_example() -> None:
+    docs = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # top 2: rows [0, 1] and [2, 1]
+    batch = dense_candidates(queries, docs, [[1, 3], [0]], k=2)
+    assert batch.rows[0][batch.valid[0]].tolist() == [0, 1]  # positive 1 retrieved: nothing appended
+    assert batch.rows[1][batch.valid[1]].tolist() == [2, 1, 0]  # none retrieved: positive 0 appended, unranked
+    assert batch.ranks[1].tolist()[:3] == [1, 2, 3] and batch.relevant[1].tolist()[:3] == [False, False, True]
+    q = queries.clone().requires_grad_(True)
+    loss = dense_adore_loss(q, docs, [[1, 3], [0]], k=2, temperature=1.0)
+    # query 0: pair (1 rel, 0 non-rel), w = |1/2 - 1|; query 1: (0 rel, unranked) vs 2 and 1, w = 1 and 1/2
+    hand = (0.5 * math.log1p(math.exp(1.0 - 0.8))
+            + (1.0 * math.log1p(math.exp(1.0 - 0.0)) + 0.5 * math.log1p(math.exp(0.6 - 0.0))) / 2) / 2
+    assert loss.item() == pytest.approx(hand, rel=1e-5)
+    loss.backward()
+    assert q.grad is not None and q.grad.abs().sum() > 0
+
+
 def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -147,3 +171,6 @@ def test_adore_keeps_the_document_side_bit_identical(tiny_built, encoder, tmp_pa
     assert moved == (summary["best_step"] > 0)  # the tower of the best dev evaluation (step 0: the start model)
     log = [json.loads(line) for line in (tmp_path / "adore" / "log.jsonl").read_text().splitlines()]
     assert log[0]["step"] == 0 and "eval_dev_cosine_ndcg@10" in log[0] and any("loss" in r for r in log)
+    budgeted = train_adore(config.model_copy(update={"output": tmp_path / "budget", "update_index": False}),
+                           time_budget_s=1e-9)
+    assert budgeted["steps"] == summary["steps"] // 2 and not budgeted["stopped_early"]  # stopped after epoch 1

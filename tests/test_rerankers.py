@@ -264,3 +264,18 @@ def test_cross_encoder_head_gets_its_own_learning_rate(tiny_model_dir):
     assert head_names == {"classifier.weight", "classifier.bias"} and head["lr"] == 5e-4
     assert body["lr"] == 2e-5
     assert len(body["params"]) + len(head["params"]) == len(list(scorer.parameters()))
+
+
+def test_query_rows_give_one_group_per_training_query(tiny_dir):
+    from retriever.data import load_dataset
+    from training.rerank_data import build_groups
+
+    data = load_dataset(str(tiny_dir))
+    negatives = {q: list(data.doc_ids) for q in data.qrels("train")}
+    pairs = build_groups(data, "train", negatives, n_hard=2, n_easy=1, seed=0)
+    per_query = build_groups(data, "train", negatives, n_hard=2, n_easy=1, seed=0, rows="query")
+    train = data.qrels("train")  # q1-q6 less the dev split's share
+    assert len(pairs) == sum(len(docs) for docs in train.values()) and pairs.query_ids.count("q5") == 2
+    assert sorted(per_query.query_ids) == sorted(train) and len(per_query) < len(pairs)
+    for q, docs in zip(per_query.query_ids, per_query.docs, strict=True):
+        assert train[q].get(docs[0], 0) > 0 and not any(train[q].get(d, 0) > 0 for d in docs[1:])

@@ -72,3 +72,21 @@ def test_training_moves_only_soft_tokens_and_round_trips(tiny_dir: Path, tiny_mo
         again = load_sentence_transformer(tmp)
         torch.testing.assert_close(again.encode(["x y"], convert_to_tensor=True),
                                    trained.encode(["x y"], convert_to_tensor=True))
+
+
+def test_adore_objective_trains_query_soft_tokens_only(tiny_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    backbone = {k: v.clone() for k, v in load_sentence_transformer(str(tiny_model_dir)).state_dict().items()}
+    config = TrainConfig(method="soft-tokens", data=str(tiny_dir), model=str(tiny_model_dir), batch_size=3,
+                         epochs=2, learning_rate=5e-2, soft_tokens=2, soft_layers=2, side="query", rows="query",
+                         adore_top_k=3, output=tmp_path / "soft", max_seq_length=32)
+    summary = train_soft_tokens(config, objective="adore")
+    assert summary["loss"] == "adore" and summary["tau"] == 0.05  # ADORE's tau, not SoftREPA's 0.07
+    log = [json.loads(line) for line in (tmp_path / "soft" / "log.jsonl").read_text().splitlines()]
+    assert [r for r in log if "loss" in r][-1]["mean_abs_gate"] > 0  # the gates opened
+    state = load_sentence_transformer(str(tmp_path / "soft" / "query")).state_dict()
+    for name, tensor in backbone.items():
+        assert torch.equal(state[name], tensor), name
+    with pytest.raises(ValueError, match="side query"):
+        train_soft_tokens(config.model_copy(update={"side": "both"}), objective="adore")
+    budgeted = train_soft_tokens(config.model_copy(update={"output": tmp_path / "budget"}), "adore", time_budget_s=1e-9)
+    assert budgeted["epochs_run"] == 1 and summary["epochs_run"] == 2  # the budget ends training after epoch 1

@@ -96,6 +96,36 @@ def dynamic_candidates(index, query_vectors: np.ndarray, positives: list[set[str
                       torch.from_numpy(valid), result.ids)
 
 
+def dense_candidates(query_vectors: Tensor, doc_matrix: Tensor, positive_rows: list[list[int]],
+                     k: int) -> AdoreBatch:
+    """``dynamic_candidates`` by exact search of an in-memory document matrix (rows = documents): the
+    top ``k`` by inner product, plus every positive of a query that retrieved none of them (unranked)."""
+    top = (query_vectors.float() @ doc_matrix.float().T).topk(min(k, len(doc_matrix)), dim=1).indices
+    n, width = top.shape[1], top.shape[1] + max(len(p) for p in positive_rows)
+    rows = torch.zeros((len(positive_rows), width), dtype=torch.int64)
+    ranks = torch.full((len(positive_rows), width), k + 1, dtype=torch.int64)
+    relevant = torch.zeros((len(positive_rows), width), dtype=torch.bool)
+    valid = torch.zeros((len(positive_rows), width), dtype=torch.bool)
+    for b, (retrieved, pos) in enumerate(zip(top.tolist(), positive_rows, strict=True)):
+        missing = [] if set(pos) & set(retrieved) else sorted(pos)
+        cand = retrieved + missing
+        rows[b, : len(cand)] = torch.tensor(cand)
+        ranks[b, :n] = torch.arange(1, n + 1)
+        relevant[b, : len(cand)] = torch.tensor([c in pos for c in cand])
+        valid[b, : len(cand)] = True
+    return AdoreBatch(rows, ranks, relevant, valid, [])
+
+
+def dense_adore_loss(query_vectors: Tensor, doc_matrix: Tensor, positive_rows: list[list[int]], k: int,
+                     temperature: float, normalize: str = "pairs") -> Tensor:
+    """ADORE's loss for query vectors against a frozen document matrix (negatives re-retrieved from it
+    with the current, detached query vectors at every call)."""
+    cands = dense_candidates(query_vectors.detach(), doc_matrix, positive_rows, k)
+    scores = torch.einsum("bd,bmd->bm", query_vectors.float(), doc_matrix[cands.rows].float())
+    weights = delta_mrr_weights(cands.ranks, cands.relevant, cands.valid, k)
+    return adore_loss(scores, weights, pair_mask(cands.relevant, cands.valid), temperature, normalize)
+
+
 def _adore_step(config: TrainConfig, query_model, index, doc_matrix: Tensor, dataset, batch: list[str],
                 positives: dict[str, set[str]], doc_row: dict[str, int]) -> Tensor:
     q = embed_texts(query_model, [dataset.queries[x] for x in batch])
@@ -107,7 +137,8 @@ def _adore_step(config: TrainConfig, query_model, index, doc_matrix: Tensor, dat
     return adore_loss(scores, weights, pairs, config.tau, config.adore_normalize)
 
 
-def train_adore(config: TrainConfig) -> dict:
+def train_adore(config: TrainConfig, time_budget_s: float | None = None) -> dict:
+    """``time_budget_s``: stop at the first dev evaluation past this many training seconds (best kept)."""
     if not config.index:
         raise RetrieverError("--method adore needs --index: the index of the frozen document encoder")
     torch.manual_seed(config.seed)
@@ -169,6 +200,9 @@ def train_adore(config: TrainConfig) -> dict:
         if early.should_stop:
             logger.info("early stopping at step %d (best: evaluation %d)", step, early.best_eval)
             break
+        if time_budget_s and DEV_METRIC in entry and time.perf_counter() - start > time_budget_s:
+            logger.warning("time budget of %.0f s spent at step %d: stopping (best kept)", time_budget_s, step)
+            break
     seconds = time.perf_counter() - start
     if (best_dir / "config.json").is_file():
         query_model = load_sentence_transformer(str(best_dir)).float()
@@ -178,6 +212,7 @@ def train_adore(config: TrainConfig) -> dict:
     summary = {"train_seconds": seconds, "samples_per_s": step * config.batch_size / seconds, "steps": step,
                "epochs_run": round(step / per_epoch, 2), "rows": len(qids), "loss": "adore", "tau": config.tau,
                "learning_rate": config.learning_rate, "adore_normalize": config.adore_normalize,
+               "stopped_early": early.should_stop, "time_budget_s": time_budget_s,
                "best_dev_ndcg@10": early.best_value, "best_step": None if dev is None else best_step,
                "document_model": manifest.model_id}
     atomic_write_json(output / "train_summary.json", summary)

@@ -24,6 +24,8 @@ class RerankerConfig(BaseModel):
     n_easy: int = Field(4, ge=0, description="random corpus negatives per group")
     hard_pool: int = Field(30, ge=1, description="sample hard negatives from this many top mined ones")
     max_groups: int | None = Field(None, ge=1, description="subsample (query, positive) groups, seeded")
+    rows: Literal["pair", "query"] = Field(
+        "pair", description="pair: one group per labelled pair; query: one per training query, positive by grade")
     batch_size: int = Field(8, ge=1, description="groups (queries) per step")
     learning_rate: float = Field(2e-5, gt=0, description="lr of the model (the body, for a cross-encoder)")
     head_learning_rate: float = Field(

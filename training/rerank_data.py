@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from retriever.data import BeirDataset
+from training.examples import sample_query_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -31,15 +32,19 @@ class RerankGroups:
 
 
 def build_groups(dataset: BeirDataset, split: str, negatives: dict[str, list[str]], n_hard: int, n_easy: int,
-                 hard_pool: int = 30, max_groups: int | None = None, seed: int = 42) -> RerankGroups:
-    """One group per labelled (query, positive) pair of ``split`` whose query has ``n_hard`` mined negatives.
+                 hard_pool: int = 30, max_groups: int | None = None, seed: int = 42, rows: str = "pair",
+                 ) -> RerankGroups:
+    """One group per labelled (query, positive) pair of ``split`` whose query has ``n_hard`` mined negatives
+    (``rows="pair"``), or one per query with its positive drawn by grade (``"query"``, Tevatron's
+    convention: a query with 1,000 positives no longer brings 1,000 groups).
 
     Hard negatives are sampled uniformly from the query's top ``hard_pool`` mined ones; easy ones uniformly
     from the corpus. Documents labelled relevant to the query (in ``split``'s qrels) are never negatives.
     """
     qrels = dataset.qrels(split)
     rng = np.random.default_rng(seed)
-    pairs = [(q, d) for q, docs in qrels.items() for d, rel in docs.items() if rel > 0]
+    pairs = sample_query_pairs(qrels, seed) if rows == "query" else \
+        [(q, d) for q, docs in qrels.items() for d, rel in docs.items() if rel > 0]
     if max_groups is not None and len(pairs) > max_groups:
         pairs = [pairs[i] for i in np.sort(rng.choice(len(pairs), max_groups, replace=False))]
     doc_ids = np.array(dataset.doc_ids)

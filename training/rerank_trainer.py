@@ -115,7 +115,7 @@ def train_reranker(config: RerankerConfig) -> dict:
     torch.manual_seed(config.seed)
     dataset = load_dataset(config.data)
     groups = build_groups(dataset, config.split, read_negatives(config.negatives_file).negatives, config.n_hard,
-                          config.n_easy, config.hard_pool, config.max_groups, config.seed)
+                          config.n_easy, config.hard_pool, config.max_groups, config.seed, config.rows)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cet = config.debias == "cet"
     start = str(resume_from / "model") if resume_from else config.start_model

@@ -30,6 +30,7 @@ from retriever.encoders import DEFAULT_MODEL_ID, load_sentence_transformer
 from retriever.encoders.bi_encoder import TOWERS_FILE
 from retriever.encoders.soft_tokens import add_soft_tokens
 from retriever.encoders.text_encoder import resolve_model_path
+from training.adore import dense_adore_loss
 from training.callbacks import plot_training_curve, report_outputs
 from training.config import TrainConfig
 from training.dev_eval import DenseDev, EarlyStopping, steps_per_epoch
@@ -96,6 +97,24 @@ def _batch_loss(config: TrainConfig, soft, base, rows: TrainingRows, batch: np.n
     return infonce_from_scores(cosines, positive_column, excluded, config.temperature or SOFTREPA_TEMPERATURE)
 
 
+class DynamicNegatives:
+    """ADORE's objective for query-side soft tokens: each query's negatives are re-retrieved from the frozen
+    corpus vectors with its current vector at every step, and the ΔMRR-weighted pairwise loss is taken."""
+
+    def __init__(self, config: TrainConfig, dataset: BeirDataset, frozen: dict[str, torch.Tensor]) -> None:
+        self.doc_matrix = torch.stack(list(frozen.values()))
+        row = {d: i for i, d in enumerate(frozen)}
+        self.positives = {q: [row[d] for d, r in docs.items() if r > 0 and d in row]
+                          for q, docs in dataset.qrels(config.split).items()}
+        self.k, self.tau, self.normalize = config.adore_top_k, config.tau, config.adore_normalize
+
+    def __call__(self, soft, rows: TrainingRows, batch: np.ndarray, dataset: BeirDataset) -> torch.Tensor:
+        qids = [rows.ids[i][0] for i in batch]
+        q = embed_texts(soft, [dataset.queries[x] for x in qids])
+        return dense_adore_loss(q, self.doc_matrix, [self.positives[x] for x in qids], self.k, self.tau,
+                                self.normalize)
+
+
 def _log_dev(log_path: Path, step: int, epoch: int, value: float, early: EarlyStopping) -> bool:
     """Log one dev evaluation; True when it is the best so far."""
     logger.info("epoch %d: dev nDCG@10 %.4f", epoch, value)
@@ -104,7 +123,12 @@ def _log_dev(log_path: Path, step: int, epoch: int, value: float, early: EarlySt
     return early.update(value)
 
 
-def train_soft_tokens(config: TrainConfig) -> dict:
+def train_soft_tokens(config: TrainConfig, objective: str = "infonce", time_budget_s: float | None = None) -> dict:
+    """``objective``: ``infonce`` (in-batch, plus mined negatives; or MW with ``loss=mw``) or ``adore``
+    (query side only: dynamic negatives from the frozen corpus, ADORE's loss, gradient clipped at 1).
+    ``time_budget_s``: stop after the first epoch that ends past this many training seconds (best kept)."""
+    if objective == "adore" and config.side != "query":
+        raise ValueError("the adore objective needs --side query (documents keep their frozen vectors)")
     torch.manual_seed(config.seed)
     dataset = load_dataset(config.data)
     negatives = load_negatives(config.negatives_file)
@@ -120,6 +144,7 @@ def train_soft_tokens(config: TrainConfig) -> dict:
     if config.side == "query":  # documents never move: their vectors come from the cache, no grad
         frozen = dict(zip(dataset.doc_ids, _frozen_vectors(base, config, dataset, dataset.doc_ids), strict=True))
     dev = _dev(config, dataset, base, frozen)
+    dynamic = DynamicNegatives(config, dataset, frozen) if objective == "adore" else None
 
     params = [p for p in soft.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
@@ -141,10 +166,13 @@ def train_soft_tokens(config: TrainConfig) -> dict:
         for b in tqdm(range(n_batches), desc=f"soft tokens ({config.side}) epoch {epoch + 1}/{n_epochs}"):
             if 0 < config.max_steps <= step:
                 break
-            loss = _batch_loss(config, soft, base, rows, order[b * config.batch_size:(b + 1) * config.batch_size],
-                               dataset, frozen)
+            batch = order[b * config.batch_size:(b + 1) * config.batch_size]
+            loss = dynamic(soft, rows, batch, dataset) if dynamic else \
+                _batch_loss(config, soft, base, rows, batch, dataset, frozen)
             optimizer.zero_grad()
             loss.backward()
+            if dynamic:
+                torch.nn.utils.clip_grad_norm_(params, 1.0)  # ADORE's max_grad_norm
             optimizer.step()
             step += 1
             gate = float(torch.tanh(soft[0].gates.detach()).abs().mean())
@@ -159,6 +187,9 @@ def train_soft_tokens(config: TrainConfig) -> dict:
             if early.should_stop:
                 logger.info("early stopping after epoch %d (best: epoch %d)", epoch + 1, early.best_eval - 1)
                 break
+        if time_budget_s and time.perf_counter() - start > time_budget_s:
+            logger.warning("time budget of %.0f s spent after epoch %d: stopping (best kept)", time_budget_s, epoch + 1)
+            break
         if 0 < config.max_steps <= step:
             break
     seconds = time.perf_counter() - start
@@ -171,9 +202,11 @@ def train_soft_tokens(config: TrainConfig) -> dict:
     summary = {"train_seconds": seconds, "samples_per_s": step * config.batch_size / seconds, "steps": step,
                "epochs_run": epoch + 1, "best_epoch": early.best_eval - 1 if dev is not None else None,
                "best_dev_ndcg@10": early.best_value, "zero_shot_dev_ndcg@10": zero_dev,
-               "trainable_params": n_trainable, "peak_rss_mb": peak_mb, "rows": len(rows), "side": config.side,
-               "soft_tokens": config.soft_tokens, "soft_layers": config.soft_layers, "loss": config.loss,
-               "tau": config.temperature or SOFTREPA_TEMPERATURE}
+               "trainable_params": n_trainable, "time_budget_s": time_budget_s, "peak_rss_mb": peak_mb,
+               "rows": len(rows), "side": config.side,
+               "soft_tokens": config.soft_tokens, "soft_layers": config.soft_layers,
+               "loss": "adore" if dynamic else config.loss,
+               "tau": config.tau if dynamic else config.temperature or SOFTREPA_TEMPERATURE}
     atomic_write_json(output / "train_summary.json", summary)
     report_outputs(output)
     return summary
