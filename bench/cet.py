@@ -20,8 +20,7 @@ import numpy as np
 import torch
 import typer
 
-from bench.hard_negatives import MODELS, ensure_index
-from bench.rerankers import sample_test_queries
+from bench.common import MODELS, ensure_index, sample_test_queries
 from bench.results import ROOT, record
 from retriever.data import load_dataset
 from retriever.data.derive import false_negative_rate, hide_positives, read_hidden_positives

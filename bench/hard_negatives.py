@@ -17,36 +17,25 @@ import time
 
 import typer
 
-from bench.results import ROOT, record
+from bench.common import INDEXES, MODELS, ensure_index
+from bench.results import record
 from retriever.data import load_dataset
-from retriever.encoders import BiEncoder
-from retriever.errors import IndexNotFoundError
-from retriever.pipeline import build_index, evaluate_index, open_index
+from retriever.pipeline import evaluate_index, open_index
 from training.adore import train_adore
 from training.config import ADORE_LEARNING_RATE, TrainConfig
 from training.negatives import MiningParams, mine_hard_negatives, read_negatives
 from training.trainer import train
 
 logger = logging.getLogger("bench.hard_negatives")
-INDEXES = ROOT / "indexes"
-MODELS = ROOT / "models"
 
 
-def ensure_index(data, name: str, model: str):
-    try:
-        return (*open_index(INDEXES / name), 0.0)
-    except IndexNotFoundError:
-        encoder = BiEncoder.load(model, show_progress=True)
-        start = time.perf_counter()
-        index, manifest, _ = build_index(data, encoder, name, root=INDEXES)
-        return index, manifest, encoder, time.perf_counter() - start
 
 
 def evaluate_and_record(data, dataset: str, method: str, index, encoder, summary: dict, extra: dict,
                         max_pairs: int | None = None, variant: str = "", baseline=None) -> None:
     """Test metrics of one trained model; with ``baseline`` (zero-shot's test run), a paired t-test on
     nDCG@10 against it (``p_vs_zero_shot``) and the run saved to bench/runs/."""
-    from bench.significance import paired_test, save_run
+    from bench.common import paired_test, save_run
 
     report = evaluate_index(index, encoder, data, split="test", k=1000)
     metrics = report.metrics | {"train_seconds": summary["train_seconds"], "samples_per_s": summary["samples_per_s"],

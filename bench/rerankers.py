@@ -21,9 +21,8 @@ import logging
 import numpy as np
 import typer
 
-from bench.hard_negatives import INDEXES, MODELS, ensure_index
+from bench.common import INDEXES, MODELS, ensure_index, paired_test, sample_test_queries
 from bench.results import ROOT, record
-from bench.significance import paired_test
 from retriever.data import load_dataset
 from retriever.evaluate import evaluate_run
 from retriever.pipeline import open_index, rerank_evaluation, retrieve
@@ -59,13 +58,6 @@ def reranker_folder(dataset: str, short: str, objective: str, tag: str = ""):
     return MODELS / f"{dataset}-rerank-{short}-{objective}{'-' + tag if tag else ''}"
 
 
-def sample_test_queries(data, max_queries: int | None, seed: int) -> list[str]:
-    """The test queries that rerank benches score: all, or a seeded ``max_queries`` of them (the same
-    sample in every bench, so their rows compare on the same queries)."""
-    qids = sorted(data.qrels("test"))
-    if max_queries and len(qids) > max_queries:
-        qids = sorted(np.random.default_rng(seed).choice(qids, max_queries, replace=False).tolist())
-    return qids
 
 
 def best_trained_index(dataset: str) -> str:

@@ -11,38 +11,10 @@ from __future__ import annotations
 
 import typer
 
-from bench.results import ROOT, write_significance
+from bench.common import RUNS
+from bench.results import write_significance
 from retriever.data import load_dataset
 from retriever.evaluate.metrics import read_trec_run
-
-RUNS = ROOT / "bench" / "runs"
-
-
-def paired_test(qrels, run, baseline, metric: str = "ndcg@10") -> dict[str, float]:
-    """Two-sided paired t-test of ``run`` against ``baseline`` on ``metric`` over every judged query (a query
-    missing from a run scores 0): ``{delta, p}``. Records store ``p`` as a string with two significant
-    digits: the results file rounds floats to five decimals, which would turn p = 3e-8 into 0."""
-    import numpy as np
-    from ranx import Qrels, Run, evaluate
-    from scipy.stats import ttest_rel
-
-    judged = {q: {d: int(r) for d, r in docs.items()} for q, docs in qrels.items() if any(docs.values())}
-    per_query = []
-    for scores in (run, baseline):
-        filled = {q: dict(scores.get(q) or {"__none__": 0.0}) for q in judged}
-        per_query.append(evaluate(Qrels(judged), Run(filled), metric, return_mean=False, make_comparable=True))
-    test = ttest_rel(per_query[0], per_query[1])
-    if np.isnan(test.pvalue):  # identical runs
-        return {"delta": 0.0, "p": 1.0}
-    return {"delta": float(per_query[0].mean() - per_query[1].mean()), "p": float(test.pvalue)}
-
-
-def save_run(run, name: str) -> None:
-    """``bench/runs/<name>.trec``, for a later ``python -m bench.significance``."""
-    from retriever.evaluate import write_trec_run
-
-    RUNS.mkdir(parents=True, exist_ok=True)
-    write_trec_run(run, RUNS / f"{name}.trec", tag=name)
 
 
 def main(

@@ -21,9 +21,8 @@ import time
 
 import typer
 
-from bench.hard_negatives import MODELS, ensure_index
+from bench.common import MODELS, ensure_index, paired_test, save_run
 from bench.results import ROOT, record, write_significance
-from bench.significance import paired_test, save_run
 from retriever.data import load_dataset
 from retriever.encoders import BiEncoder
 from retriever.pipeline import build_index, evaluate_index
