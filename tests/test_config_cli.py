@@ -88,6 +88,7 @@ def test_train_config_builds_the_class_of_its_method() -> None:
     ({"loss": "star"}, "--loss star needs --negatives-file"),
     ({"debias": "cet"}, "--debias cet works with --loss star"),
     ({"method": "sgd"}, "method: one of finetune, adore, soft-tokens"),
+    ({"method": "soft-tokens", "objective": "adore", "side": "both"}, "--objective adore needs --side query"),
 ])
 def test_config_rules_refuse_with_one_line(fields: dict, message: str) -> None:
     with pytest.raises(RetrieverError, match="invalid training config") as error:
@@ -132,3 +133,12 @@ def test_a_new_loss_is_one_file_and_one_table_line(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr("training.losses.base.nn.functional.normalize", lambda x, dim: x)
     value = loss(features, torch.tensor([0, 1]))
     assert float(value) == pytest.approx((max(0.0, 0.2 - (0.9 - 0.8)) + max(0.0, 0.2 - (0.5 - 0.1))) / 2)
+
+
+def test_soft_token_objective_reaches_the_trainer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen = {}
+    monkeypatch.setattr("training.soft_tokens.train_soft_tokens", lambda c: seen.setdefault("config", c) and {})
+    result = CliRunner().invoke(_command("train"), [
+        "--method", "soft-tokens", "--objective", "adore", "--soft-layers", "6", "--output", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert (seen["config"].objective, seen["config"].soft_layers) == ("adore", 6)

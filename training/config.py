@@ -161,6 +161,15 @@ class SoftTokensConfig(_RowsFromQrels, _AdoreObjective):
     soft_layers: int = Field(1, ge=1, description="soft-tokens: re-set at the input of the first n layers")
     side: Literal["query", "doc", "both"] = Field("query", description="soft-tokens: query (default) | doc | both")
     rows: Literal["pair", "query"] = Field("pair", description=ROWS_HELP)
+    objective: Literal["infonce", "adore"] = Field(
+        "infonce", description="soft-tokens: infonce (in-batch plus mined negatives, or MW with --loss mw) | adore "
+        "(query side only: ADORE's loss over negatives re-retrieved from the frozen corpus vectors)")
+
+    @model_validator(mode="after")
+    def _objective_fits(self) -> SoftTokensConfig:
+        if self.objective == "adore" and self.side != "query":
+            raise ValueError("--objective adore needs --side query (documents keep their frozen vectors)")
+        return self
 
 
 METHOD_CONFIGS: dict[str, type[TrainConfig]] = {

@@ -123,10 +123,11 @@ def _log_dev(log_path: Path, step: int, epoch: int, value: float, early: EarlySt
     return early.update(value)
 
 
-def train_soft_tokens(config: TrainConfig, objective: str = "infonce", time_budget_s: float | None = None) -> dict:
+def train_soft_tokens(config: TrainConfig, objective: str | None = None, time_budget_s: float | None = None) -> dict:
     """``objective``: ``infonce`` (in-batch, plus mined negatives; or MW with ``loss=mw``) or ``adore``
     (query side only: dynamic negatives from the frozen corpus, ADORE's loss, gradient clipped at 1).
     ``time_budget_s``: stop after the first epoch that ends past this many training seconds (best kept)."""
+    objective = objective or config.objective
     if objective == "adore" and config.side != "query":
         raise ValueError("the adore objective needs --side query (documents keep their frozen vectors)")
     torch.manual_seed(config.seed)
