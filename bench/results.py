@@ -75,12 +75,18 @@ def merge(path: Path) -> int:
     return added
 
 
+def rounded(value: float) -> float:
+    """Five decimals, or four significant digits below 0.01, so that a learning rate of 5e-6 or a p-value of
+    3e-8 keeps its value."""
+    return float(f"{value:.4g}") if value and abs(value) < 0.01 else round(value, 5)
+
+
 def record(dataset: str, split: str, method: str, model: str, metrics: dict[str, float], seconds: float,
            command: str | None = None) -> dict[str, Any]:
     """Upsert one record, then re-render the table."""
     entry = {
         "dataset": dataset, "split": split, "method": method, "model": model,
-        "metrics": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()},
+        "metrics": {k: (rounded(v) if isinstance(v, float) else v) for k, v in metrics.items()},
         "seconds": round(seconds, 2), "command": command or this_command(), "commit": commit(),
         "hardware": hardware(),
     }

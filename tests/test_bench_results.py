@@ -31,3 +31,10 @@ def test_merge_takes_gpu_records_and_keeps_both_hardwares(tmp_path, monkeypatch)
     rows = {r["hardware"]: r["metrics"]["ndcg@10"] for r in json.loads((tmp_path / "results.json").read_text())}
     assert rows == {"cpu x2": 0.6, "NVIDIA H200": 0.7}
     assert "[NVIDIA H200]" in (tmp_path / "results.md").read_text()
+
+
+def test_small_values_keep_their_significant_digits() -> None:
+    from bench.results import rounded
+
+    assert (rounded(5e-6), rounded(3.14159e-8), rounded(0.0)) == (5e-6, 3.142e-8, 0.0)
+    assert (rounded(0.6451234), rounded(-0.0123456), rounded(12.3456789)) == (0.64512, -0.01235, 12.34568)
