@@ -6,7 +6,6 @@ The document encoder never changes, so the deployed index is reused as it is: on
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from training.callbacks import plot_training_curve, report_outputs
 from training.config import TrainConfig
 from training.dev_eval import DenseDev, EarlyStopping, steps_per_epoch
 from training.loop import embed_texts, epoch_batches, fresh_log, total_steps
+from training.run_log import append_log
 
 logger = logging.getLogger(__name__)
 DEV_METRIC = "eval_dev_cosine_ndcg@10"
@@ -173,8 +173,7 @@ def train_adore(config: TrainConfig, time_budget_s: float | None = None) -> dict
     if dev is not None:  # step 0: the start model (zero-shot when it is the document model)
         value = dev(query_model)
         logger.info("step 0: dev nDCG@10 %.4f", value)
-        with open(log_path, "a") as handle:
-            handle.write(json.dumps({"step": 0, DEV_METRIC: value}) + "\n")
+        append_log(log_path, {"step": 0, DEV_METRIC: value})
         if early.update(value):
             query_model.save(str(best_dir))
     query_model.train()  # dropout on, as in the official loop
@@ -195,8 +194,7 @@ def train_adore(config: TrainConfig, time_budget_s: float | None = None) -> dict
             if early.update(entry[DEV_METRIC]):
                 query_model.save(str(best_dir))
                 best_step = step
-        with open(log_path, "a") as handle:
-            handle.write(json.dumps(entry) + "\n")
+        append_log(log_path, entry)
         if early.should_stop:
             logger.info("early stopping at step %d (best: evaluation %d)", step, early.best_eval)
             break

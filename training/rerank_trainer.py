@@ -31,6 +31,7 @@ from training.rerank_data import EASY, HARD, POSITIVE, RerankGroups, build_group
 from training.rerank_models import make_scorer, parameter_groups
 from training.rerank_objectives import objective
 from training.rerank_plots import plot_gradient_weights
+from training.run_log import LOG_FILE, append_log
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def train_reranker(config: RerankerConfig) -> dict:
     elif resume_from is None and config.resume:
         logger.warning("nothing to resume in %s: starting from scratch", ckpt_dir)
     output.mkdir(parents=True, exist_ok=True)
-    log_path = output / "log.jsonl"
+    log_path = output / LOG_FILE
     if resume_from is None:
         log_path.unlink(missing_ok=True)
         atomic_write_json(output / "train_config.json", json.loads(config.model_dump_json()))
@@ -195,8 +196,7 @@ def train_reranker(config: RerankerConfig) -> dict:
                 _export(scorer, best_dir)
             else:
                 state["bad_evals"] += 1
-        with open(log_path, "a") as handle:
-            handle.write(json.dumps(entry) + "\n")
+        append_log(log_path, entry)
         state["seconds"] += time.perf_counter() - tick
         tick = time.perf_counter()
         stop = config.early_stopping_patience is not None and state["bad_evals"] >= config.early_stopping_patience

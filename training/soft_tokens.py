@@ -14,7 +14,6 @@ epochs without improvement, never before ``min_epochs``.
 
 from __future__ import annotations
 
-import json
 import logging
 import resource
 import time
@@ -37,6 +36,7 @@ from training.dev_eval import DenseDev, EarlyStopping, steps_per_epoch
 from training.examples import TrainingRows, epoch_rows
 from training.loop import embed_texts, fresh_log
 from training.losses import infonce_from_scores, mw_from_scores
+from training.run_log import append_log
 from training.trainer import load_negatives
 
 logger = logging.getLogger(__name__)
@@ -118,8 +118,7 @@ class DynamicNegatives:
 def _log_dev(log_path: Path, step: int, epoch: int, value: float, early: EarlyStopping) -> bool:
     """Log one dev evaluation; True when it is the best so far."""
     logger.info("epoch %d: dev nDCG@10 %.4f", epoch, value)
-    with open(log_path, "a") as handle:
-        handle.write(json.dumps({"step": step, "epoch": epoch, DEV_METRIC: value}) + "\n")
+    append_log(log_path, {"step": step, "epoch": epoch, DEV_METRIC: value})
     return early.update(value)
 
 
@@ -177,9 +176,8 @@ def train_soft_tokens(config: TrainConfig, objective: str | None = None, time_bu
             optimizer.step()
             step += 1
             gate = float(torch.tanh(soft[0].gates.detach()).abs().mean())
-            with open(log_path, "a") as handle:
-                handle.write(json.dumps({"step": step, "epoch": epoch + 1, "loss": float(loss.detach()),
-                                         "mean_abs_gate": gate}) + "\n")
+            append_log(log_path, {"step": step, "epoch": epoch + 1, "loss": float(loss.detach()),
+                                  "mean_abs_gate": gate})
         if dev is not None:
             if _log_dev(log_path, step, epoch + 1, dev(soft), early):
                 best_state = {k: v.detach().clone() for k, v in soft[0].state_dict().items()
