@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from retriever.lexical import fts5
+from retriever.lexical import NoLexicalSideError, fts5
 from retriever.where import Where, to_sql
 
 SCHEMA = """
@@ -30,6 +30,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 STORE_FILE = "docs.sqlite"  # in the index folder, beside the version folders
 COMPLETE = "complete"  # meta key: the store holds every document of the index
 Row = tuple[str, str, str] | tuple[str, str, str, dict | None]
+
+
+def no_lexical_message(index: str, mode: str = "lexical and hybrid") -> str:
+    return (f"index '{index}' has no lexical side (built before it existed, or with --no-lexical), so {mode} "
+            "search cannot run: use mode 'dense', or rebuild it with 'retriever index build' without --no-lexical "
+            "(the embedding cache spares re-encoding the corpus)")
 
 
 def _with_metadata(row: Row) -> tuple[str, str, str, str]:
@@ -58,6 +64,11 @@ class DocumentStore:
     def has_lexical(self) -> bool:
         with self._lock:
             return fts5.installed_version(self._conn) == fts5.LEXICAL_VERSION
+
+    def _require_lexical(self) -> None:
+        """Under the lock: a clear error, not SQLite's 'no such table', when the FTS index is absent."""
+        if fts5.installed_version(self._conn) != fts5.LEXICAL_VERSION:
+            raise NoLexicalSideError(no_lexical_message(self.path.parent.name))
 
     def __len__(self) -> int:
         with self._lock:
@@ -122,6 +133,7 @@ class DocumentStore:
         """BM25 top-``k`` ``(id, score)`` per query; ``where`` restricts the ranking to matching documents."""
         condition, args = to_sql(where)
         with self._lock:
+            self._require_lexical()
             return [fts5.search(self._conn, q, k, condition, args) for q in queries]
 
     def lexical_scores(self, query: str, ids: list[str]) -> dict[str, float]:
@@ -133,6 +145,7 @@ class DocumentStore:
         caller can run it before the query vector exists (the service overlaps it with the encoding)."""
         condition, args = to_sql(where)
         with self._lock:
+            self._require_lexical()
             return fts5.all_scores(self._conn, query, condition, args)
 
     def lexical_candidates(self, query: str, depth: int, ids: list[str], where: Where | None = None,

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from retriever import fusion as fusion_fns
+from retriever.docstore import no_lexical_message
 from retriever.errors import NotCalibratedError, RetrieverError
 from retriever.hybrid_calibration import HybridCalibration
-from retriever.lexical import query_terms
+from retriever.lexical import NoLexicalSideError, query_terms
 from retriever.timing import StageTimer
 from retriever.where import Where
 
@@ -62,6 +63,16 @@ def check_mode(mode: str, fusion: str | None = None) -> None:
         raise RetrieverError(f"unknown fusion '{fusion}' (choose from {', '.join(fusion_fns.FUSIONS)})")
 
 
+def require_store(store, mode: str, where: Where | None = None, index_name: str | None = None) -> None:
+    """Refuse, before any work, a mode or filter the index cannot serve: lexical and hybrid need the FTS
+    side (:class:`NoLexicalSideError`), ``where`` needs the document store."""
+    if mode != "dense" and (store is None or not store.has_lexical):
+        name = index_name or (store.path.parent.name if store is not None else "?")
+        raise NoLexicalSideError(no_lexical_message(name, mode))
+    if where and store is None:
+        raise RetrieverError("where filters need the index's document store: rebuild it without --no-lexical")
+
+
 def search(index, encoder, queries: list[str], k: int, *, mode: str = "dense", store=None, relevance_model=None,
            params: FusionParams | None = None, min_relevance: float | None = None, where: Where | None = None,
            query_vectors: np.ndarray | None = None, lexical_passes: list | None = None) -> SearchOutcome:
@@ -70,9 +81,7 @@ def search(index, encoder, queries: list[str], k: int, *, mode: str = "dense", s
     ``lexical_passes``: hybrid mode's FTS pass of each query, already run (``store.lexical_pass``)."""
     params = params or FusionParams()
     check_mode(mode, params.fusion if mode == "hybrid" else None)
-    if (mode != "dense" or where) and (store is None or (mode != "dense" and not store.has_lexical)):
-        raise RetrieverError(f"{'where filters' if mode == 'dense' else mode + ' search'} need the index's "
-                             "lexical side: rebuild it without --no-lexical")
+    require_store(store, mode, where)
     if mode == "hybrid" and params.fusion == "calibrated" and (params.calibration is None or relevance_model is None):
         raise NotCalibratedError("calibrated fusion needs a calibrated index: run 'retriever calibrate' first")
     timer = StageTimer()

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from retriever.errors import IndexMismatchError, IndexNotFoundError, NotCalibratedError, NotReadyError, RetrieverError
+from retriever.lexical import NoLexicalSideError
 from service.api_errors import ApiPathMiddleware, api_path, error_body
 from service.deps import require_api_key
 from service.logs import configure_logging
@@ -76,6 +77,10 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
 
     @app.exception_handler(NotCalibratedError)  # valid request, but the index lacks what it needs
     async def _not_calibrated(request: Request, exc: NotCalibratedError):
+        return _error(409, str(exc), request.url.path)
+
+    @app.exception_handler(NoLexicalSideError)  # the same: lexical/hybrid on an index without a lexical side
+    async def _no_lexical(request: Request, exc: NoLexicalSideError):
         return _error(409, str(exc), request.url.path)
 
     @app.exception_handler(NotReadyError)

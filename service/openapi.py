@@ -32,7 +32,7 @@ def error_responses(auth: bool) -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorResponse, "description": "The body cannot be read (not UTF-8)"},
         404: {"model": ErrorResponse, "description": "Unknown index or document"},
-        409: {"model": ErrorResponse, "description": "The index does not fit the request (model, adapter)"},
+        409: {"model": ErrorResponse, "description": "The index lacks what the request needs"},
         413: {"model": ErrorResponse, "description": "Over a size limit (RETRIEVER_MAX_*)"},
         422: {"model": ValidationErrorResponse, "description": "Invalid request"},
         503: {"model": ErrorResponse, "description": "Still loading"},

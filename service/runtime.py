@@ -23,7 +23,7 @@ from retriever.errors import (
 from retriever.live import LiveIndex
 from retriever.onnx.files import BACKEND_ENV
 from retriever.rerank import BiEncoderReranker, Reranker, load_reranker
-from retriever.search import SearchOutcome, fusion_params, search
+from retriever.search import SearchOutcome, fusion_params, require_store, search
 from retriever.types import doc_text
 from service.batching import MicroBatcher
 from service.metrics import ServiceMetrics, Timer
@@ -183,6 +183,7 @@ class Runtime:
         live = self.get(request.index)
         texts = request.texts
         mode = request.mode or default_mode(live)
+        require_store(live.store, mode, request.where, live.name)  # a 409 before the FTS pass, not a 500 in it
         min_relevance = self._min_relevance(request, live, mode)
         vectors, passes = (None, None) if mode == "lexical" else await self._encode_query(live, request, mode, timer)
         depth = max(request.top_k, request.rerank_depth if request.rerank else 0)

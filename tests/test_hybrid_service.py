@@ -60,3 +60,38 @@ def test_calibrated_hybrid_index_serves_one_relevance(tiny_dir: Path, tiny_index
         everything = client.post("/search", json={"query": "what causes earthquakes", "top_k": 12,
                                                   "fusion": "calibrated", "filter": "none"}).json()
         assert len(everything["results"][0]["hits"]) >= len(hits)
+
+
+def test_index_without_a_lexical_side_answers_409_and_defaults_to_dense(tiny_dir: Path, encoder,
+                                                                        tmp_path: Path) -> None:
+    """An index built before the lexical side existed (its docs.sqlite has no FTS table, like the 09:30
+    zero-shot indexes): hybrid and lexical were a 500 ('no such table: lexical'); now a 409 that says what
+    to do, the default mode is dense, and nothing is built behind the caller's back."""
+    import sqlite3
+
+    from retriever.docstore import DocumentStore
+    from retriever.index import load_index
+    from retriever.lexical import NoLexicalSideError
+    from retriever.search import search
+
+    _, _, path = build_index(load_beir(tiny_dir), encoder, "old", root=tmp_path / "indexes", use_gpu=False,
+                             lexical=False)
+    folder = path.parent
+    with client_for(folder) as client:  # start-up fills docs.sqlite from the dataset, without a lexical side
+        body = client.post("/search", json={"query": "what causes earthquakes", "top_k": 3}).json()
+        assert body["mode"] == "dense" and body["results"][0]["hits"][0]["id"] == "d5"
+        for mode in ("hybrid", "lexical"):
+            r = client.post("/search", json={"query": "what causes earthquakes", "mode": mode})
+            assert r.status_code == 409, (mode, r.text)
+            assert "no lexical side" in r.json()["detail"] and "mode 'dense'" in r.json()["detail"]
+        r = client.post("/search", json={"query": "earthquakes", "mode": "dense", "where": {"year": {"gte": 1}}})
+        assert r.status_code == 200, r.text  # filters need the store, not the FTS table
+    tables = {row[0] for row in sqlite3.connect(folder / "docs.sqlite").execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "documents" in tables and "lexical" not in tables
+    store = DocumentStore(folder / "docs.sqlite")
+    with pytest.raises(NoLexicalSideError):  # the library refuses too, before SQLite's OperationalError
+        store.lexical_pass("earthquakes")
+    index, _ = load_index(folder, use_gpu=False)
+    with pytest.raises(NoLexicalSideError):
+        search(index, encoder, ["earthquakes"], 3, mode="hybrid", store=store)
