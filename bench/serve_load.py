@@ -45,8 +45,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(cmd: list[str], url: str, ready_path: str, env: dict | None = None, timeout: float = 300):
-    proc = subprocess.Popen(cmd, env=os.environ | (env or {}), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def start(cmd: list[str], url: str, ready_path: str, env: dict | None = None, timeout: float = 300,
+          log: Path | None = None):
+    """Start a server and wait until ``ready_path`` answers 200. Its stderr goes to ``log`` (a temporary
+    file by default), never to a pipe: nobody drains a pipe during the benchmark, so a server that logs
+    ~64 KB (tracebacks) would block on write and hang the run."""
+    if log is None:
+        handle, name = tempfile.mkstemp(prefix="serve-load-", suffix=".log")
+        os.close(handle)
+        log = Path(name)
+    logger.info("%s logs to %s", Path(cmd[0]).name, log)
+    with open(log, "ab") as sink:  # the child keeps its own descriptor
+        proc = subprocess.Popen(cmd, env=os.environ | (env or {}), stdout=subprocess.DEVNULL, stderr=sink)
+    proc.log = log
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -55,10 +66,14 @@ def start(cmd: list[str], url: str, ready_path: str, env: dict | None = None, ti
         except httpx.TransportError:
             pass
         if proc.poll() is not None:
-            raise RuntimeError(f"{cmd[0]} exited: {proc.stderr.read().decode()[-1500:]}")
+            raise RuntimeError(f"{cmd[0]} exited: {log_tail(log)}")
         time.sleep(0.5)
     proc.kill()
-    raise TimeoutError(f"{' '.join(cmd)} not ready")
+    raise TimeoutError(f"{' '.join(cmd)} not ready (log: {log})")
+
+
+def log_tail(log: Path, chars: int = 1500) -> str:
+    return log.read_bytes()[-chars:].decode(errors="replace")
 
 
 async def drive(url: str, path: str, payloads: list[dict], concurrency: int, headers: dict | None = None) -> dict:
@@ -175,6 +190,7 @@ def serve_scenarios(index: str, dataset: str, queries: list[str], docs: list[str
         server.terminate()
         server.wait(timeout=60)
         shutil.rmtree(cache, ignore_errors=True)
+        logger.info("server log: %s", server.log)
 
 
 def run_peer(peer_bin: str | None, dataset: str, queries: list[str], docs: list[str], per_level: int,
