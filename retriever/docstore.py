@@ -10,12 +10,16 @@ triggers in the same transaction as the text, so it never needs reconciling.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from retriever.lexical import NoLexicalSideError, fts5
+from retriever.lexical.snapshot import Bm25Snapshot, Stemmer
 from retriever.where import Where, to_sql
 
 SCHEMA = """
@@ -44,8 +48,11 @@ def _with_metadata(row: Row) -> tuple[str, str, str, str]:
 
 
 class DocumentStore:
-    def __init__(self, path: Path, lexical: bool | None = None) -> None:
-        """``lexical``: True builds the FTS index if absent, False leaves it out, None keeps what is there."""
+    def __init__(self, path: Path, lexical: bool | None = None, snapshot: bool = False) -> None:
+        """``lexical``: True builds the FTS index if absent, False leaves it out, None keeps what is there.
+        ``snapshot``: score lexical passes in numpy from a snapshot of the postings while no write has
+        happened since it was read (:mod:`retriever.lexical.snapshot`), re-read in the background after
+        writes; FTS5's ``bm25()`` meanwhile. Same matches, same scores."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -56,6 +63,11 @@ class DocumentStore:
         if "metadata" not in columns:  # a store written before metadata existed
             self._conn.execute("ALTER TABLE documents ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'")
         self._lock = threading.Lock()
+        self._generation = 0  # committed writes since opening
+        self._snapshot: Bm25Snapshot | None = None
+        self._snapshot_generation = -1
+        self._stemmer = Stemmer() if snapshot else None
+        self._refresh: threading.Thread | None = None
         present = fts5.installed_version(self._conn) is not None
         if lexical or (lexical is None and present):
             fts5.install(self._conn)  # no-op when current; rebuilds a stale version from the texts
@@ -91,6 +103,7 @@ class DocumentStore:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+            self._generation += 1
 
     def delete(self, ids: list[str]) -> int:
         with self._lock:
@@ -101,6 +114,7 @@ class DocumentStore:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+            self._generation += 1
             return cursor.rowcount
 
     def get(self, ids: list[str]) -> dict[str, tuple[str, str]]:
@@ -131,6 +145,8 @@ class DocumentStore:
 
     def lexical_search(self, queries: list[str], k: int, where: Where | None = None) -> list[list[tuple[str, float]]]:
         """BM25 top-``k`` ``(id, score)`` per query; ``where`` restricts the ranking to matching documents."""
+        if self._stemmer is not None and self._snapshot_generation == self._generation:
+            return [self.lexical_candidates(q, k, [], where)[0] for q in queries]
         condition, args = to_sql(where)
         with self._lock:
             self._require_lexical()
@@ -144,9 +160,54 @@ class DocumentStore:
         """The FTS pass of :meth:`lexical_candidates` alone (``(rowids, BM25)`` of every match), so that a
         caller can run it before the query vector exists (the service overlaps it with the encoding)."""
         condition, args = to_sql(where)
+        stems = self._stemmer.stems(query) if self._stemmer is not None else None
         with self._lock:
             self._require_lexical()
-            return fts5.all_scores(self._conn, query, condition, args)
+            current = self._snapshot if self._snapshot_generation == self._generation else None
+            if current is None or stems is None:
+                if self._stemmer is not None and current is None:
+                    self._refresh_in_background()
+                return fts5.all_scores(self._conn, query, condition, args)
+            allowed = (np.fromiter((r for (r,) in self._conn.execute(
+                f"SELECT rowid FROM documents WHERE {condition}", args)), dtype=np.int64) if condition else None)
+        rowids, scores = current.scores(stems)
+        if allowed is not None:
+            keep = np.isin(rowids, allowed)
+            rowids, scores = rowids[keep], scores[keep]
+        return rowids, scores
+
+    def refresh_lexical_snapshot(self) -> bool:
+        """Read the postings on a connection of its own (writes go on meanwhile, WAL) and keep the snapshot
+        only if no write committed since this began; True when kept."""
+        with self._lock:
+            started = self._generation
+        reader = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            Bm25Snapshot.attach(reader)
+            reader.execute("PRAGMA query_only=1")
+            reader.execute("BEGIN")  # one read snapshot for the postings and the row count
+            snapshot = Bm25Snapshot.read(reader)
+            reader.execute("COMMIT")
+        finally:
+            reader.close()
+        with self._lock:
+            if self._generation != started:
+                return False
+            self._snapshot, self._snapshot_generation = snapshot, started
+        return True
+
+    def _refresh_in_background(self) -> None:
+        """Under the lock: start a refresh unless one is running (a later pass starts the next one)."""
+        if self._refresh is not None and self._refresh.is_alive():
+            return
+        self._refresh = threading.Thread(target=self._refresh_quietly, name="lexical-snapshot", daemon=True)
+        self._refresh.start()
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self.refresh_lexical_snapshot()
+        except sqlite3.Error as exc:  # the FTS5 path keeps answering; the next pass tries again
+            logging.getLogger(__name__).warning("lexical snapshot of %s not refreshed: %s", self.path, exc)
 
     def lexical_candidates(self, query: str, depth: int, ids: list[str], where: Where | None = None,
                            done: tuple | None = None) -> tuple[list[tuple[str, float]], dict[str, float]]:

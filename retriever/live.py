@@ -35,17 +35,20 @@ class LiveIndex:
 
     @classmethod
     def open(cls, name_or_path: str | Path, encoder: BiEncoder | None = None, use_gpu: bool = True,
-             fallback: bool = False, store: DocumentStore | None = None) -> LiveIndex:
+             fallback: bool = False, store: DocumentStore | None = None, lexical_snapshot: bool = True) -> LiveIndex:
         """Open the current version (or, with ``fallback``, the newest one that loads) with its store;
-        ``store``: the open store of the same folder, shared with the index this one replaces."""
+        ``store``: the open store of the same folder, shared with the index this one replaces;
+        ``lexical_snapshot``: lexical passes from a numpy snapshot of the postings (see DocumentStore)."""
         folder = resolve_index_dir(name_or_path)
         index, manifest, encoder = _open_version(folder, encoder, use_gpu, fallback)
         path = folder / STORE_FILE
         try:
-            live = cls(folder, index, manifest, encoder, store or DocumentStore(path),
+            live = cls(folder, index, manifest, encoder, store or DocumentStore(path, snapshot=lexical_snapshot),
                        load_relevance_model(folder, manifest))
             live._import_source_texts()
             live.reconcile()
+            if store is None and lexical_snapshot and live.store.has_lexical:  # numpy passes from the start
+                live.store.refresh_lexical_snapshot()
         except sqlite3.DatabaseError as exc:
             logger.error("document store %s is damaged: %s", path, exc)
             raise RetrieverError(f"the document store {path} is damaged ({exc}): restore it from a backup; "

@@ -67,7 +67,8 @@ class Runtime:
             raise RetrieverError("no index to serve: pass --index NAME (or set RETRIEVER_INDEXES)")
         for entry in self.settings.indexes:
             live = LiveIndex.open(self._source(entry), use_gpu=self.settings.use_gpu,
-                                  fallback=self.settings.fallback_to_previous)
+                                  fallback=self.settings.fallback_to_previous,
+                                  lexical_snapshot=self.settings.lexical_snapshot)
             self.indexes[live.name] = live
             self.sources[live.name] = self._source(entry)
             self.metrics.index_size.labels(live.name).set(len(live.index))

@@ -40,5 +40,8 @@ class Settings(BaseSettings):
     vector_cache_size: int = Field(4096, ge=0, description="Texts whose vectors the service keeps in memory (an "
                                                            "LRU; 0: encode every text). It never writes the "
                                                            "on-disk embedding cache")
+    lexical_snapshot: bool = Field(True, description="Score hybrid and lexical passes in numpy from a snapshot of "
+                                                     "the FTS5 postings (same scores as bm25(), ~10x faster), "
+                                                     "re-read in the background after writes; false: FTS5 only")
     torch_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
     log_json: bool = True
