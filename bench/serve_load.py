@@ -18,6 +18,8 @@ servers load the very same folder.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import os
 import shutil
@@ -76,21 +78,22 @@ def log_tail(log: Path, chars: int = 1500) -> str:
     return log.read_bytes()[-chars:].decode(errors="replace")
 
 
-async def drive(url: str, path: str, payloads: list[dict], concurrency: int, headers: dict | None = None) -> dict:
-    """Send every payload once with at most ``concurrency`` in flight; latencies in ms."""
+async def drive(url: str, path: str, payloads: list[dict | None], concurrency: int, headers: dict | None = None,
+                client: str = "httpx") -> dict:
+    """Send every payload once (None: a GET) with at most ``concurrency`` in flight; latencies in ms.
+    ``client``: httpx (pure Python, h11) or aiohttp (C parser), to see what the load generator costs."""
+    send = _aiohttp_sender if client == "aiohttp" else _httpx_sender
     latencies: list[float] = []
     errors = 0
     semaphore = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=httpx.Limits(max_connections=concurrency),
-                                 headers=headers) as client:
-        async def one(payload: dict) -> None:
+    async with send(url, concurrency, headers) as post:
+        async def one(payload: dict | None) -> None:
             nonlocal errors
             async with semaphore:
                 start = time.perf_counter()
                 try:
-                    r = await client.post(path, json=payload)
-                    errors += r.status_code != 200
-                except httpx.HTTPError:  # a timeout is a failed request, not a crashed benchmark
+                    errors += await post(path, payload) != 200
+                except (httpx.HTTPError, OSError, asyncio.TimeoutError):  # a failed request, not a crashed bench
                     errors += 1
                 latencies.append((time.perf_counter() - start) * 1000)
 
@@ -103,6 +106,33 @@ async def drive(url: str, path: str, payloads: list[dict], concurrency: int, hea
     return {"concurrency": concurrency, "requests": len(payloads), "errors": errors, "qps": len(payloads) / wall,
             "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
             "p99_ms": float(np.percentile(lat, 99))}
+
+
+@contextlib.asynccontextmanager
+async def _httpx_sender(url: str, concurrency: int, headers: dict | None):
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=httpx.Limits(max_connections=concurrency),
+                                 headers=headers) as client:
+        async def post(path: str, payload: dict | None) -> int:
+            r = await (client.get(path) if payload is None else client.post(path, json=payload))
+            return r.status_code
+
+        yield post
+
+
+@contextlib.asynccontextmanager
+async def _aiohttp_sender(url: str, concurrency: int, headers: dict | None):
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(url, connector=connector, headers=headers,
+                                     timeout=aiohttp.ClientTimeout(total=600)) as session:
+        async def post(path: str, payload: dict | None) -> int:
+            request = session.get(path) if payload is None else session.post(path, json=payload)
+            async with request as r:
+                await r.read()
+                return r.status
+
+        yield post
 
 
 def cross_encoder_dir() -> Path:
@@ -134,16 +164,24 @@ def main(
     mode: list[str] = typer.Option([], help="dense | lexical | hybrid: sent as the /search body's 'mode'; "
                                            "repeat it to measure several modes on one server (default: not "
                                            "sent, the server's default)."),
+    tag: str = typer.Option("", help="Appended to each record's model label (e.g. a server setting under test, "
+                                     "passed as RETRIEVER_* in the environment)."),
+    client: list[str] = typer.Option([], help="httpx (default) | aiohttp: the load generator's HTTP client; "
+                                             "repeat it to compare them in one run."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a log line per request would load the generator
     for m in mode:
         if m not in ("dense", "lexical", "hybrid"):
             raise typer.BadParameter(f"unknown mode '{m}'", param_hint="--mode")
+    for c in client:
+        if c not in ("httpx", "aiohttp"):
+            raise typer.BadParameter(f"unknown client '{c}'", param_hint="--client")
     data = load_dataset(dataset)
     queries = list(data.split_queries("test").values())
     docs = data.doc_texts()[:200]
     for runtime in backend or [None]:
-        serve_scenarios(index, dataset, queries, docs, per_level, only, runtime, mode)
+        serve_scenarios(index, dataset, queries, docs, per_level, only, runtime, mode, client or ["httpx"], tag)
     if not only or "peer" in only:
         run_peer(peer_bin, dataset, queries, docs, per_level, cross_encoder_dir())
 
@@ -161,13 +199,15 @@ def scenarios(docs: list[str], modes: list[str]) -> list[tuple[str, str | None, 
                 "query": q, "top_k": 10, "rerank": True, "rerank_depth": 20, "filter": "none"} | e),
         ]
     return out + [
+        ("serve-health", None, "/health", lambda q, i: None),  # GET: the HTTP stack alone, no model or index
         ("serve-embed", None, "/embed", lambda q, i: {"inputs": [q]}),
         ("serve-rerank", None, "/rerank", lambda q, i: {"query": q, "documents": docs[i % 180: i % 180 + 20]}),
     ]
 
 
 def serve_scenarios(index: str, dataset: str, queries: list[str], docs: list[str], per_level: int,
-                    only: list[str], backend: str | None, modes: list[str]) -> None:
+                    only: list[str], backend: str | None, modes: list[str], clients: list[str],
+                    tag: str = "") -> None:
     """Start ``retriever serve`` (on ``backend``), drive every scenario at each concurrency, record."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -177,13 +217,15 @@ def serve_scenarios(index: str, dataset: str, queries: list[str], docs: list[str
     server = start(cmd, url, "/ready", env={"RETRIEVER_LOG_JSON": "false", "RETRIEVER_CACHE_DIR": cache,
                                             "RETRIEVER_VECTOR_CACHE_SIZE": "0"})
     try:
-        for method, mode, path, make in scenarios(docs, modes):
-            if only and method not in only:
-                continue
-            label = "all-MiniLM-L6-v2" + (f" {backend}" if backend else "") + (f" {mode}" if mode else "")
-            for c in CONCURRENCY:
+        plan = [row for row in scenarios(docs, modes) if not only or row[0] in only]
+        for method, c in itertools.product(dict.fromkeys(row[0] for row in plan), CONCURRENCY):
+            # modes and clients interleaved at each level, so that their ratios share the machine's load
+            for (_, mode, path, make), client in itertools.product([r for r in plan if r[0] == method], clients):
+                label = ("all-MiniLM-L6-v2" + (f" {backend}" if backend else "") + (f" {mode}" if mode else "")
+                         + (f" {client}" if client != "httpx" else "") + (f" {tag}" if tag else ""))
                 payloads = [make(queries[i % len(queries)], i) for i in range(n_requests(c, per_level))]
-                stats = asyncio.run(drive(url, path, payloads, c)) | {"load_avg_1m": os.getloadavg()[0]}
+                stats = asyncio.run(drive(url, path, payloads, c, client=client)) | {
+                    "load_avg_1m": os.getloadavg()[0]}
                 logger.info("%s %s c=%d: %s", method, label, c, stats)
                 record(dataset, "test", method, f"{label} c={c}", stats, stats["requests"] / stats["qps"])
     finally:
