@@ -14,6 +14,7 @@ from retriever.onnx.files import ExportManifest, file_sha256, onnx_folder, read_
 from retriever.rerank.base import length_sorted_batches
 
 THREADS_ENV = "RETRIEVER_ONNX_THREADS"
+SPIN_ENV = "RETRIEVER_ONNX_SPIN"  # 1: idle intra-op workers spin (ORT's default); off here, see OnnxModel
 DOCUMENT_PROMPTS = ("document", "passage", "corpus")
 
 
@@ -47,7 +48,8 @@ class OnnxModel:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Idle ORT workers spin by default, taking the cores from FAISS and torch between calls.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         "1" if os.environ.get(SPIN_ENV) == "1" else "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # a missing or corrupt file
