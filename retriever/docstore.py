@@ -13,6 +13,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 STORE_FILE = "docs.sqlite"  # in the index folder, beside the version folders
 COMPLETE = "complete"  # meta key: the store holds every document of the index
+REFRESH_QUIET_S = 1.0  # a lexical snapshot is re-read only after this long without a write
 Row = tuple[str, str, str] | tuple[str, str, str, dict | None]
 
 
@@ -64,6 +66,7 @@ class DocumentStore:
             self._conn.execute("ALTER TABLE documents ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'")
         self._lock = threading.Lock()
         self._generation = 0  # committed writes since opening
+        self._last_write = 0.0  # time.monotonic() of the last commit
         self._snapshot: Bm25Snapshot | None = None
         self._snapshot_generation = -1
         self._stemmer = Stemmer() if snapshot else None
@@ -104,6 +107,7 @@ class DocumentStore:
                 self._conn.execute("ROLLBACK")
                 raise
             self._generation += 1
+            self._last_write = time.monotonic()
 
     def delete(self, ids: list[str]) -> int:
         with self._lock:
@@ -115,6 +119,7 @@ class DocumentStore:
                 self._conn.execute("ROLLBACK")
                 raise
             self._generation += 1
+            self._last_write = time.monotonic()
             return cursor.rowcount
 
     def get(self, ids: list[str]) -> dict[str, tuple[str, str]]:
@@ -197,8 +202,11 @@ class DocumentStore:
         return True
 
     def _refresh_in_background(self) -> None:
-        """Under the lock: start a refresh unless one is running (a later pass starts the next one)."""
+        """Under the lock: start a refresh unless one is running or writes are still arriving (a read during
+        a stream of writes would be discarded, and costs a core for seconds); a later pass starts it."""
         if self._refresh is not None and self._refresh.is_alive():
+            return
+        if time.monotonic() - self._last_write < REFRESH_QUIET_S:
             return
         self._refresh = threading.Thread(target=self._refresh_quietly, name="lexical-snapshot", daemon=True)
         self._refresh.start()

@@ -95,3 +95,15 @@ def test_a_term_that_is_not_one_token_goes_to_fts5(tmp_path: Path, monkeypatch) 
     original = fts5.all_scores
     monkeypatch.setattr(fts5, "all_scores", lambda *a, **k: calls.append(1) or original(*a, **k))
     assert store.lexical_pass("apple")[0].tolist() == [1] and calls == [1]
+
+
+def test_refresh_waits_for_writes_to_pause(tmp_path: Path, monkeypatch) -> None:
+    import retriever.docstore as docstore
+
+    store = _store(tmp_path)
+    store.lexical_pass("apple")  # stale right after the writes: FTS5 answers, and no re-read starts yet
+    assert store._refresh is None
+    monkeypatch.setattr(docstore, "REFRESH_QUIET_S", 0.0)
+    store.lexical_pass("apple")  # writes have paused: the background re-read starts
+    store._refresh.join(timeout=30)
+    assert store._snapshot_generation == store._generation
