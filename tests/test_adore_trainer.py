@@ -3,10 +3,6 @@ uninterrupted run ends, and two processes under torchrun (gloo, CPU) train one q
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +12,7 @@ from safetensors.torch import load_file
 from retriever.data import load_beir
 from retriever.encoders import BiEncoder, EmbeddingCache, TextEncoder, load_sentence_transformer
 from retriever.pipeline import build_index
+from tests.torchrun import torchrun_train
 from training import callbacks
 from training.adore import train_adore
 from training.config import TrainConfig
@@ -79,15 +76,10 @@ def test_adore_resumes_where_an_uninterrupted_run_goes(tiny_tower_index: Path, t
 
 def test_adore_under_torchrun_writes_one_query_tower(tiny_tower_index: Path, tiny_dir: Path, tiny_model_dir: Path,
                                                      tmp_path: Path) -> None:
-    torchrun = Path(sys.executable).with_name("torchrun")
     output = tmp_path / "ddp"
-    result = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "-m", "retriever", "train", "--method", "adore", "--index",
-         str(tiny_tower_index), "--data", str(tiny_dir), "--model", str(tiny_model_dir), "--batch-size", "2",
-         "--max-steps", "2", "--adore-top-k", "5", "--query-max-seq-length", "32", "--output", str(output), "--json"],
-        capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"}, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count('"steps"') == 1  # one report, from rank 0
-    assert json.loads(result.stdout[result.stdout.index("{"):])["steps"] == 2
+    summary = torchrun_train(["--method", "adore", "--index", str(tiny_tower_index), "--data", str(tiny_dir), "--model",
+                              str(tiny_model_dir), "--batch-size", "2", "--max-steps", "2", "--adore-top-k", "5",
+                              "--query-max-seq-length", "32", "--output", str(output)])
+    assert summary["steps"] == 2
     assert (output / "query" / "model.safetensors").is_file() and (output / "towers.json").is_file()
     assert sorted(_losses(output)) == [1, 2]  # one log, written by rank 0

@@ -1,5 +1,5 @@
 """Pieces of the training loops that no trainer provides: step count, seeded epoch shuffling (the reranker
-loop's) and batch embedding with autograd (``fresh_log`` is :mod:`training.run_log`'s)."""
+loop's) and batch embedding with autograd."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import numpy as np
 from torch import Tensor, nn
 
 from training.config import TrainConfig
-from training.run_log import fresh_log
 
-__all__ = ["embed_features", "embed_texts", "epoch_batches", "fresh_log", "total_steps"]
+__all__ = ["embed_features", "embed_texts", "epoch_batches", "total_steps"]
 
 
 def total_steps(n_items: int, config: TrainConfig) -> int:

@@ -17,11 +17,12 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 
@@ -66,6 +67,24 @@ class EpochOrderSampler(Sampler[int]):
 
     def __iter__(self):
         return iter(self.order(self.epoch).tolist())
+
+
+class EpochRows(Dataset):
+    """The training rows of the current epoch, ``build(epoch)`` (soft tokens' ``rows=query`` redraws each
+    query's positive every epoch); an item is its row number, for the collator."""
+
+    def __init__(self, build: Callable[[int], Any]) -> None:
+        self.build, self.epoch, self.rows = build, 0, build(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.rows = epoch, self.build(epoch)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"row": i}
 
 
 class EpochSync(TrainerCallback):
