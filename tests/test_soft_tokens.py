@@ -4,10 +4,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from retriever.encoders import load_sentence_transformer
 from retriever.encoders.soft_tokens import add_soft_tokens
+from tests.torchrun import torchrun_train
+from training import callbacks
 from training.config import TrainConfig
+from training.run_log import LOG_FILE, read_log
 from training.soft_tokens import train_soft_tokens, trainable_parameters
 
 TEXTS = ["what causes malaria in children", "statins reduce cardiovascular risk in older adults", "a b"]
@@ -90,3 +94,47 @@ def test_adore_objective_trains_query_soft_tokens_only(tiny_dir: Path, tiny_mode
         train_soft_tokens(config.model_copy(update={"side": "both"}), objective="adore")
     budgeted = train_soft_tokens(config.model_copy(update={"output": tmp_path / "budget"}), "adore", time_budget_s=1e-9)
     assert budgeted["epochs_run"] == 1 and summary["epochs_run"] == 2  # the budget ends training after epoch 1
+
+
+def _losses(output: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_log(output / LOG_FILE) if "loss" in r}
+
+
+def test_soft_tokens_resume_where_an_uninterrupted_run_goes(tiny_dir: Path, tiny_model_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """One row per query, redrawn every epoch (2 steps each): killed at step 3, resumed from checkpoint-2,
+    the run redraws epoch 1's rows and ends with the uninterrupted run's soft tokens."""
+    def config(output: Path) -> TrainConfig:
+        return TrainConfig(method="soft-tokens", data=str(tiny_dir), model=str(tiny_model_dir), batch_size=3,
+                           epochs=3, max_steps=6, save_steps=2, learning_rate=5e-2, soft_tokens=2, soft_layers=2,
+                           side="query", rows="query", output=output, max_seq_length=32, early_stopping_patience=None)
+    whole = train_soft_tokens(config(tmp_path / "whole"))
+
+    def crash(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            raise RuntimeError("killed")
+    monkeypatch.setattr(callbacks.JsonLogCallback, "on_step_end", crash, raising=False)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_soft_tokens(config(tmp_path / "cut"))
+    monkeypatch.undo()
+    resumed = train_soft_tokens(config(tmp_path / "cut").model_copy(update={"resume": True}))
+
+    assert resumed["steps"] == whole["steps"] == 6 and resumed["best_epoch"] == whole["best_epoch"]
+    final, reference = (load_file(tmp_path / run / "checkpoints" / "checkpoint-6" / "model.safetensors")
+                        for run in ("cut", "whole"))
+    assert float(reference["0.gates"].abs().sum()) > 0  # training opened the gates
+    for name in ("0.prompts", "0.gates"):
+        torch.testing.assert_close(final[name], reference[name], rtol=1e-5, atol=1e-7)
+    cut, uncut = _losses(tmp_path / "cut"), _losses(tmp_path / "whole")
+    assert sorted(cut) == [1, 2, 3, 4, 5, 6] and cut == pytest.approx(uncut, rel=1e-5)
+
+
+def test_soft_tokens_under_torchrun_write_one_query_tower(tiny_dir: Path, tiny_model_dir: Path,
+                                                          tmp_path: Path) -> None:
+    output = tmp_path / "ddp"
+    summary = torchrun_train(["--method", "soft-tokens", "--side", "query", "--soft-tokens", "2", "--data",
+                              str(tiny_dir), "--model", str(tiny_model_dir), "--batch-size", "2", "--max-steps", "2",
+                              "--max-seq-length", "32", "--output", str(output)])
+    assert summary["steps"] == 2
+    assert (output / "query" / "soft_tokens.safetensors").is_file() and (output / "towers.json").is_file()
+    assert sorted(_losses(output)) == [1, 2]  # one log, written by rank 0

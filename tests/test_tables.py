@@ -17,6 +17,7 @@ from retriever.index.backends import BACKENDS, backend_class, create_store
 from retriever.pipeline import build_index
 from retriever.rerank import reranker_arch
 from retriever.rerank.registry import ARCHITECTURES, architecture, is_cross_encoder
+from retriever.tables import UnknownNameError, table_entry, unknown_name_message
 
 
 def test_backend_table_creates_and_refuses(tmp_path: Path) -> None:
@@ -26,7 +27,7 @@ def test_backend_table_creates_and_refuses(tmp_path: Path) -> None:
     hits = store.search(np.eye(4, dtype=np.float32)[1:2], 1)
     assert isinstance(hits, SearchResult) and hits.ids == [["b"]]
     assert backend_class("faiss") is FaissIndex and set(BACKENDS) == {"faiss", "milvus"}
-    with pytest.raises(RetrieverError, match="unknown vector store backend 'qdrant' \\(faiss or milvus\\)"):
+    with pytest.raises(RetrieverError, match="unknown vector store backend 'qdrant': one of faiss, milvus"):
         create_store(4, backend="qdrant")
     with pytest.raises(RetrieverError, match="needs --uri or an index folder"):
         BACKENDS["milvus"].create_options(None, None, False)
@@ -83,3 +84,35 @@ def test_info_says_a_causal_lm_reranker_is_no_cross_encoder(tiny_dir: Path, enco
     with TestClient(create_app(settings)) as client:
         body = client.get("/info").json()
     assert body["reranker"] == "causal-lm:tiny" and body["reranker_is_cross_encoder"] is False
+
+
+def test_table_entry_finds_and_refuses_by_name() -> None:
+    table = {"a": 1, "b": 2}
+    assert table_entry(table, "thing", "b") == 2
+    with pytest.raises(UnknownNameError) as error:
+        table_entry(table, "thing", "c")
+    assert str(error.value) == "unknown thing 'c': one of a, b"
+    assert isinstance(error.value, RetrieverError) and isinstance(error.value, ValueError)
+
+
+def test_every_table_refuses_an_unknown_name_with_the_same_message() -> None:
+    """Losses, reranker objectives and architectures, and vector-store backends all refuse through
+    ``table_entry``: the same sentence, naming the table's entries in order."""
+    from pydantic import ValidationError
+
+    from retriever.index.backends import backend_entry
+    from training.losses.registry import LOSSES, loss_spec
+    from training.rerank_config import RerankerConfig
+    from training.rerank_objectives import OBJECTIVES, objective
+
+    lookups = [(loss_spec, LOSSES, "loss"), (objective, OBJECTIVES, "objective"),
+               (backend_entry, BACKENDS, "vector store backend")]
+    for lookup, table, kind in lookups:
+        with pytest.raises(UnknownNameError) as error:
+            lookup("nope")
+        assert str(error.value) == unknown_name_message(table, kind, "nope") == \
+            f"unknown {kind} 'nope': one of {', '.join(table)}"
+    with pytest.raises(ValidationError) as invalid:
+        RerankerConfig(arch="nope")
+    assert invalid.value.errors()[0]["msg"].removeprefix("Value error, ") == \
+        f"unknown reranker architecture 'nope': one of {', '.join(ARCHITECTURES)}"

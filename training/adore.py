@@ -7,14 +7,12 @@ The document encoder never changes, so the deployed index is reused as it is: on
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from retriever.atomic import atomic_write_json
 from retriever.data import load_dataset
@@ -24,11 +22,25 @@ from retriever.errors import RetrieverError
 from retriever.index import save_index
 from retriever.index.store import resolve_index_dir
 from retriever.pipeline import open_index
-from training.callbacks import plot_training_curve, report_outputs
-from training.config import TrainConfig
-from training.dev_eval import DenseDev, EarlyStopping, steps_per_epoch
-from training.loop import embed_texts, epoch_batches, fresh_log, total_steps
-from training.run_log import append_log
+from training.callbacks import BestModelEarlyStopping, plot_training_curve, report_outputs
+from training.config import AdoreConfig
+from training.dev_eval import DenseDev
+from training.loop import embed_features
+from training.query_trainer import (
+    CHECKPOINTS,
+    EpochOrderSampler,
+    EpochSync,
+    QueryTrainer,
+    TimeBudget,
+    chained_permutations,
+    freeze_unused_pooler,
+    prepare_output,
+    run_trainer,
+    steps_per_epoch,
+    training_arguments,
+    world_size,
+)
+from training.run_log import LOG_FILE
 
 logger = logging.getLogger(__name__)
 DEV_METRIC = "eval_dev_cosine_ndcg@10"
@@ -126,99 +138,93 @@ def dense_adore_loss(query_vectors: Tensor, doc_matrix: Tensor, positive_rows: l
     return adore_loss(scores, weights, pair_mask(cands.relevant, cands.valid), temperature, normalize)
 
 
-def _adore_step(config: TrainConfig, query_model, index, doc_matrix: Tensor, dataset, batch: list[str],
-                positives: dict[str, set[str]], doc_row: dict[str, int]) -> Tensor:
-    q = embed_texts(query_model, [dataset.queries[x] for x in batch])
-    cands = dynamic_candidates(index, q.detach().cpu().numpy(), [positives[x] for x in batch], doc_row,
-                               config.adore_top_k)
-    scores = torch.einsum("bd,bmd->bm", q.float(), doc_matrix[cands.rows].to(q.device).float())
-    weights = delta_mrr_weights(cands.ranks, cands.relevant, cands.valid, config.adore_top_k).to(q.device)
-    pairs = pair_mask(cands.relevant, cands.valid).to(q.device)
-    return adore_loss(scores, weights, pairs, config.tau, config.adore_normalize)
+class QueryCollator:
+    """Tokenizes a batch of training query ids for the query tower (the ids travel along for the loss)."""
+
+    def __init__(self, tokenize, queries: dict[str, str]) -> None:
+        self.tokenize, self.queries = tokenize, queries
+
+    def __call__(self, items: list[dict]) -> dict:
+        qids = [item["qid"] for item in items]
+        return {"features": self.tokenize([self.queries[q] for q in qids]), "qids": qids}
 
 
-def train_adore(config: TrainConfig, time_budget_s: float | None = None) -> dict:
-    """``time_budget_s``: stop at the first dev evaluation past this many training seconds (best kept)."""
-    if not config.index:
-        raise RetrieverError("--method adore needs --index: the index of the frozen document encoder")
-    torch.manual_seed(config.seed)
-    dataset = load_dataset(config.data)
-    index, manifest, encoder = open_index(config.index, use_gpu=True)
-    doc_encoder = encoder.document
-    query_init = config.model if config.model != "default" else manifest.model_id
-    query_model = load_sentence_transformer(query_init).float()
-    query_model.max_seq_length = config.query_max_seq_length or 64
+class AdoreStep:
+    """``compute_loss`` of ADORE: encode the batch's queries, retrieve their candidates from the real, frozen
+    index with the detached vectors, and take the ΔMRR-weighted pairwise loss on the cached document rows."""
 
-    doc_ids = dataset.doc_ids
-    doc_matrix = torch.from_numpy(doc_encoder.encode(dataset.doc_texts(doc_ids), side="document"))  # cached
-    doc_row = {d: i for i, d in enumerate(doc_ids)}
+    def __init__(self, config: AdoreConfig, index, doc_matrix: Tensor, positives: dict[str, set[str]],
+                 doc_row: dict[str, int]) -> None:
+        self.index, self.doc_matrix, self.positives, self.doc_row = index, doc_matrix, positives, doc_row
+        self.k, self.tau, self.normalize = config.adore_top_k, config.tau, config.adore_normalize
+
+    def __call__(self, model, inputs: dict) -> Tensor:
+        q = embed_features(model, inputs["features"])
+        cands = dynamic_candidates(self.index, q.detach().cpu().numpy(), [self.positives[x] for x in inputs["qids"]],
+                                   self.doc_row, self.k)
+        scores = torch.einsum("bd,bmd->bm", q.float(), self.doc_matrix[cands.rows].to(q.device).float())
+        weights = delta_mrr_weights(cands.ranks, cands.relevant, cands.valid, self.k).to(q.device)
+        return adore_loss(scores, weights, pair_mask(cands.relevant, cands.valid).to(q.device), self.tau,
+                          self.normalize)
+
+
+def _training_queries(config: AdoreConfig, dataset, doc_row: dict[str, int]) -> dict[str, set[str]]:
+    """Training query id -> its positives in the corpus (``max_pairs``: a seeded subsample of the queries)."""
     qrels = dataset.qrels(config.split)
     qids = [q for q, docs in qrels.items() if any(r > 0 for r in docs.values())]
     if config.max_pairs:
         qids = list(np.random.default_rng(config.seed).permutation(qids)[: config.max_pairs])
     positives = {q: {d for d, r in qrels[q].items() if r > 0 and d in doc_row} for q in qids}
-    qids = [q for q in qids if positives[q]]
-    dev = DenseDev(dataset, config.dev_split, doc_ids, doc_matrix) if config.dev_split in dataset.splits else None
+    return {q: docs for q, docs in positives.items() if docs}
 
-    total = total_steps(len(qids), config)
-    optimizer = torch.optim.AdamW(query_model.parameters(), lr=config.learning_rate, weight_decay=0.01)
-    warmup = max(1, int(config.warmup_ratio * total))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
-    output = Path(config.output)
-    log_path = fresh_log(output)
-    best_dir = output / "best-query"
-    early = EarlyStopping(config.early_stopping_patience, config.min_epochs + 1)  # + the evaluation at step 0
-    per_epoch = steps_per_epoch(len(qids), config.batch_size)
-    if dev is not None:  # step 0: the start model (zero-shot when it is the document model)
-        value = dev(query_model)
-        logger.info("step 0: dev nDCG@10 %.4f", value)
-        append_log(log_path, {"step": 0, DEV_METRIC: value})
-        if early.update(value):
-            query_model.save(str(best_dir))
-    query_model.train()  # dropout on, as in the official loop
-    start = time.perf_counter()
-    step = best_step = 0
-    batches = epoch_batches(qids, config.batch_size, total, config.seed)
-    for step, batch in enumerate(tqdm(batches, total=total, desc="ADORE"), start=1):
-        loss = _adore_step(config, query_model, index, doc_matrix, dataset, batch, positives, doc_row)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(query_model.parameters(), 1.0)  # the official max_grad_norm
-        optimizer.step()
-        schedule.step()
-        entry = {"step": step, "loss": float(loss.detach()), "learning_rate": schedule.get_last_lr()[0]}
-        if dev is not None and (step % per_epoch == 0 or step == total):
-            entry[DEV_METRIC] = dev(query_model)
-            logger.info("step %d (epoch %.2f): dev nDCG@10 %.4f", step, step / per_epoch, entry[DEV_METRIC])
-            if early.update(entry[DEV_METRIC]):
-                query_model.save(str(best_dir))
-                best_step = step
-        append_log(log_path, entry)
-        if early.should_stop:
-            logger.info("early stopping at step %d (best: evaluation %d)", step, early.best_eval)
-            break
-        if time_budget_s and DEV_METRIC in entry and time.perf_counter() - start > time_budget_s:
-            logger.warning("time budget of %.0f s spent at step %d: stopping (best kept)", time_budget_s, step)
-            break
-    seconds = time.perf_counter() - start
-    if (best_dir / "config.json").is_file():
-        query_model = load_sentence_transformer(str(best_dir)).float()
+
+def train_adore(config: AdoreConfig, time_budget_s: float | None = None) -> dict:
+    """Train the query tower on transformers' Trainer (see :mod:`training.query_trainer`); ``time_budget_s``:
+    stop at the first dev evaluation past this many training seconds (best kept)."""
+    if not config.index:
+        raise RetrieverError("--method adore needs --index: the index of the frozen document encoder")
+    output, resume_from = prepare_output(config)
+    dataset = load_dataset(config.data)
+    index, manifest, encoder = open_index(config.index, use_gpu=True)
+    query_model = load_sentence_transformer(config.model if config.model != "default" else manifest.model_id).float()
+    query_model.max_seq_length = config.query_max_seq_length or 64
+    freeze_unused_pooler(query_model)
+    doc_ids = dataset.doc_ids
+    doc_matrix = torch.from_numpy(encoder.document.encode(dataset.doc_texts(doc_ids), side="document"))  # cached
+    doc_row = {d: i for i, d in enumerate(doc_ids)}
+    positives = _training_queries(config, dataset, doc_row)
+    dev = DenseDev(dataset, config.dev_split, doc_ids, doc_matrix) if config.dev_split in dataset.splits else None
+    per_epoch = steps_per_epoch(len(positives), config.batch_size)
+    total = config.max_steps if config.max_steps > 0 else int(per_epoch * config.epochs)
+    sampler = EpochOrderSampler(len(positives), chained_permutations(len(positives), config.seed))
+    rows = [{"qid": q} for q in positives]
+    early = BestModelEarlyStopping(DEV_METRIC, output / CHECKPOINTS / "best", config.early_stopping_patience,
+                                   min_step=config.min_epochs * per_epoch)
+    trainer = QueryTrainer(
+        model=query_model, train_dataset=rows, eval_dataset=rows,  # Trainer schedules evaluations only with one
+        args=training_arguments(config, output, per_epoch, total, resume_from is not None, max_grad_norm=1.0),
+        data_collator=QueryCollator(query_model.preprocess, dataset.queries), callbacks=[EpochSync(per_epoch, sampler)],
+        step_loss=AdoreStep(config, index, doc_matrix, positives, doc_row), dev=dev, dev_metric=DEV_METRIC,
+        sampler=sampler, schedule="warmup-linear", warmup_ratio=config.warmup_ratio)
+    steps, seconds = run_trainer(trainer, early, TimeBudget(time_budget_s), output, resume_from)
+    if not trainer.is_world_process_zero():
+        return {}
+    if (early.best_dir / "config.json").is_file():
+        query_model = load_sentence_transformer(str(early.best_dir)).float()
     query_model.eval()
-    _save_towers(config, query_model, manifest, doc_encoder, index, output)
-    plot_training_curve(log_path, output / "training_curve.png", DEV_METRIC)
-    summary = {"train_seconds": seconds, "samples_per_s": step * config.batch_size / seconds, "steps": step,
-               "epochs_run": round(step / per_epoch, 2), "rows": len(qids), "loss": "adore", "tau": config.tau,
-               "learning_rate": config.learning_rate, "adore_normalize": config.adore_normalize,
-               "stopped_early": early.should_stop, "time_budget_s": time_budget_s,
-               "best_dev_ndcg@10": early.best_value, "best_step": None if dev is None else best_step,
-               "document_model": manifest.model_id}
+    _save_towers(config, query_model, manifest, encoder.document, index, output)
+    plot_training_curve(output / LOG_FILE, output / "training_curve.png", DEV_METRIC)
+    summary = {"train_seconds": seconds, "samples_per_s": steps * config.batch_size * world_size() / seconds,
+               "steps": steps, "epochs_run": round(steps / per_epoch, 2), "rows": len(positives), "loss": "adore",
+               "tau": config.tau, "learning_rate": config.learning_rate, "adore_normalize": config.adore_normalize,
+               "stopped_early": early.stopped, "time_budget_s": time_budget_s, "best_dev_ndcg@10": early.best_value,
+               "best_step": None if dev is None else early.best_step, "document_model": manifest.model_id}
     atomic_write_json(output / "train_summary.json", summary)
     report_outputs(output)
     return summary
 
 
-def _save_towers(config: TrainConfig, query_model, manifest, doc_encoder, index, output: Path) -> None:
+def _save_towers(config: AdoreConfig, query_model, manifest, doc_encoder, index, output: Path) -> None:
     """The query tower in ``output/query``, towers.json naming the frozen document model, and (with
     ``update_index``) a new index version whose manifest names the query tower: no corpus re-encoding."""
     query_dir = output / "query"

@@ -8,11 +8,13 @@ import math
 from pathlib import Path
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 from retriever.evaluate.plots import new_figure, save_png
 from training.run_log import LOG_FILE, append_log, read_log
 
 logger = logging.getLogger(__name__)
+STOPPING_FILE = "early_stopping.json"
 
 
 class JsonLogCallback(TrainerCallback):
@@ -79,13 +81,15 @@ class BestModelEarlyStopping(TrainerCallback):
         self.patience = patience
         self.best = -math.inf
         self.bad_evals = 0
+        self.best_step: int | None = None
+        self.stopped = False
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         value = (metrics or {}).get(self.metric)
         if value is None:
             return
         if value > self.best:
-            self.best, self.bad_evals = value, 0
+            self.best, self.bad_evals, self.best_step = value, 0, state.global_step
             if state.is_world_process_zero and model is not None:
                 model.save(str(self.best_dir))
                 (self.best_dir / "best_metric.json").write_text(
@@ -95,7 +99,33 @@ class BestModelEarlyStopping(TrainerCallback):
         self.bad_evals += 1
         if self.patience is not None and self.bad_evals >= self.patience and state.global_step >= self.min_step:
             logger.info("early stopping: %s did not improve for %d evaluations", self.metric, self.bad_evals)
-            control.should_training_stop = True
+            control.should_training_stop = self.stopped = True
+
+    @property
+    def best_value(self) -> float | None:
+        return None if self.best == -math.inf else float(self.best)
+
+    def on_save(self, args, state, control, **kwargs):
+        """Keep the best value and the evaluations without improvement with the checkpoint, for a resume."""
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            (folder / STOPPING_FILE).write_text(json.dumps(
+                {"best": self.best, "bad_evals": self.bad_evals, "best_step": self.best_step}))
+
+    def restore(self, checkpoint: Path) -> None:
+        """The state :meth:`on_save` kept in ``checkpoint`` (nothing when it holds none)."""
+        path = Path(checkpoint) / STOPPING_FILE
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            self.best, self.bad_evals, self.best_step = saved["best"], saved["bad_evals"], saved["best_step"]
+
+
+class QuietProgressCallback(ProgressCallback):
+    """Trainer's progress bars, without printing every logged dict to stdout (``--json`` keeps stdout for the
+    summary; the dicts are in ``log.jsonl``)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logger.debug("%s", logs)
 
 
 class SelectionModelCallback(TrainerCallback):

@@ -51,11 +51,12 @@ def _train(config: Path | None, resume: bool, as_json: bool, overrides: dict) ->
 
     if settings.method in ("adore", "soft-tokens"):
         summary = (train_adore if settings.method == "adore" else train_soft_tokens)(settings)
-        _echo(_with_outputs(summary, settings.output), as_json)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+            _echo(_with_outputs(summary, settings.output), as_json)
         return
     result = train(settings)
     if os.environ.get("RANK", "0") != "0":
-        return  # under torchrun, rank 0 reports
+        return
     summary = {"output": str(result.output), "train_seconds": round(result.train_seconds, 1),
                "samples_per_s": round(result.samples_per_s, 2), "steps": result.steps, "best_dev": result.best_dev}
     _echo(_with_outputs(summary, settings.output), as_json)

@@ -52,6 +52,7 @@ class TrainConfig(BaseModel):
     temperature: float | None = Field(None, gt=0, description="tau; the loss's default when not set "
                                       + ", ".join(f"{n} {s.temperature:g}" for n, s in LOSSES.items()))
     resume: bool = Field(False, description="Continue from the latest checkpoint in --output.")
+    save_steps: int = Field(50, ge=1, description="Checkpoint every this many steps.")
 
     def __new__(cls, *args: Any, **data: Any):
         if cls is TrainConfig:
@@ -116,7 +117,6 @@ class FinetuneConfig(_RowsFromQrels):
 
     method: Literal["finetune"] = Field("finetune", description=METHOD_HELP)
     eval_steps: int | None = Field(None, ge=1, description="default: once per epoch")
-    save_steps: int = Field(50, ge=1, description="Checkpoint every this many steps.")
     rows: Literal["pair", "query"] = Field("pair", description=ROWS_HELP)
     mw_normalize: Literal["pairs", "batch"] = Field("pairs", description="MW: mean over pairs, or the paper's 1/B")
     debias: Literal["none", "cet"] = Field("none", description="cet: CET weights on STAR's pairs (needs --loss star)")

@@ -1,6 +1,5 @@
-"""Pieces shared by the hand-written training loops (ADORE, soft tokens) that sentence-transformers'
-trainer does not run: step count, seeded epoch shuffling and batch embedding (``fresh_log`` is
-:mod:`training.run_log`'s)."""
+"""Pieces of the training loops that no trainer provides: step count, seeded epoch shuffling (the reranker
+loop's) and batch embedding with autograd."""
 
 from __future__ import annotations
 
@@ -10,9 +9,8 @@ import numpy as np
 from torch import Tensor, nn
 
 from training.config import TrainConfig
-from training.run_log import fresh_log
 
-__all__ = ["embed_texts", "epoch_batches", "fresh_log", "total_steps"]
+__all__ = ["embed_features", "embed_texts", "epoch_batches", "total_steps"]
 
 
 def total_steps(n_items: int, config: TrainConfig) -> int:
@@ -35,6 +33,11 @@ def epoch_batches(items: Sequence, batch_size: int, steps: int, seed: int) -> It
 
 def embed_texts(model, texts: list[str]) -> Tensor:
     """L2-normalised sentence embeddings with autograd (unlike ``model.encode``)."""
-    features = model.tokenize(texts)
+    features = model.preprocess(texts)
     features = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in features.items()}
+    return embed_features(model, features)
+
+
+def embed_features(model, features: dict) -> Tensor:
+    """``embed_texts`` of texts already tokenized (by a collator), through ``model`` (DDP-wrapped or not)."""
     return nn.functional.normalize(model(features)["sentence_embedding"], dim=-1)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from retriever.rerank.registry import ARCHITECTURES
+from retriever.tables import table_entry
 from training.rerank_objectives import objective, objectives_help
 
 
@@ -56,8 +57,7 @@ class RerankerConfig(BaseModel):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, value: str) -> str:
-        if value not in ARCHITECTURES:
-            raise ValueError(f"unknown reranker architecture '{value}': one of {', '.join(ARCHITECTURES)}")
+        table_entry(ARCHITECTURES, "reranker architecture", value)
         return value
 
     @field_validator("objective")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from retriever.tables import table_entry
 from training.losses.cet import CETPairLoss, weights_on_hard
 from training.losses.listwise_contrastive import ListwiseContrastiveLoss
 from training.losses.pointwise_sft import PointwiseSFTLoss
@@ -54,10 +55,7 @@ OBJECTIVES: dict[str, Objective] = {
 
 
 def objective(name: str) -> Objective:
-    try:
-        return OBJECTIVES[name]
-    except KeyError:
-        raise ValueError(f"unknown objective '{name}': one of {', '.join(OBJECTIVES)}") from None
+    return table_entry(OBJECTIVES, "objective", name)
 
 
 def objectives_help() -> str:

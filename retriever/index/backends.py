@@ -15,6 +15,7 @@ from pathlib import Path
 
 from retriever.errors import RetrieverError
 from retriever.index.store_api import VectorStore
+from retriever.tables import table_entry
 
 
 def _faiss_options(folder: Path | None, uri: str | None, use_gpu: bool) -> dict:
@@ -48,10 +49,7 @@ BACKENDS: dict[str, Backend] = {
 
 
 def backend_entry(name: str) -> Backend:
-    try:
-        return BACKENDS[name]
-    except KeyError:
-        raise RetrieverError(f"unknown vector store backend '{name}' ({' or '.join(BACKENDS)})") from None
+    return table_entry(BACKENDS, "vector store backend", name)
 
 
 def backend_class(name: str) -> type[VectorStore]:

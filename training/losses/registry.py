@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+from retriever.tables import table_entry
+
 
 @dataclass(frozen=True)
 class LossSpec:
@@ -40,10 +42,7 @@ LOSSES: dict[str, LossSpec] = {
 
 def loss_spec(name: str) -> LossSpec:
     """The table entry of ``name``; an unknown name fails with the known ones."""
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown loss '{name}': one of {', '.join(LOSSES)}") from None
+    return table_entry(LOSSES, "loss", name)
 
 
 def losses_help() -> str:
