@@ -49,3 +49,20 @@ def test_pick_weight_on_dev_prefers_the_larger_weight_on_ties():
     assert best == 1.0
     assert by_weight[1.0] == pytest.approx(1.0) and by_weight[0.6] == pytest.approx(1.0)
     assert by_weight[0.0] == pytest.approx(1 / np.log2(4)) and by_weight[0.4] == pytest.approx(0.5)
+
+
+def test_caching_reranker_scores_each_distinct_pair_once():
+    from retriever.rerank.caching import CachingReranker
+
+    class Counting:
+        calls: list[int] = []
+
+        def score_pairs(self, queries, documents):
+            self.calls.append(len(queries))
+            return np.array([len(q) + 10 * len(d) for q, d in zip(queries, documents, strict=True)], dtype=float)
+
+    inner = Counting()
+    cached = CachingReranker(inner, chunk=2)
+    np.testing.assert_allclose(cached.score_pairs(["q", "q", "qq"], ["d", "d", "dd"]), [11, 11, 22])
+    np.testing.assert_allclose(cached.score_pairs(["qq", "q", "q"], ["dd", "ddd", "d"]), [22, 31, 11])
+    assert inner.calls == [2, 1] and cached.pairs_scored == 3  # (q, d), (qq, dd); then (q, ddd) only
