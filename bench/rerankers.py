@@ -194,6 +194,11 @@ def evaluate_first_stages(data, dataset: str, specs: list[str], trained: dict, s
         evaluate_reranker(data, dataset, objective, path, summary, first_stages, short, settings)
 
 
+def _trained_on(folder: Path) -> str | None:
+    config = folder / "train_config.json"
+    return json.loads(config.read_text()).get("data") if config.is_file() else None
+
+
 def train_objective(data, dataset: str, arch: str, objective: str, output: Path, negatives: Path | None,
                     recipe: dict) -> dict:
     """Train ``objective`` into ``output`` unless it holds a finished run (resuming its checkpoints); the
@@ -256,7 +261,7 @@ def main(
         output = model_dir or reranker_folder(dataset, short, objective, tag)
         trained[objective] = (str(output), train_objective(data, dataset, arch, objective, output, negatives_file,
                                                                    recipe))
-        if (output / "log.jsonl").is_file():
+        if (output / "log.jsonl").is_file() and _trained_on(output) == dataset:  # not a transferred model's
             logs[f"{short} {objective}"] = output / "log.jsonl"
     if logs:
         suffix = f"_{tag}" if tag else ""
