@@ -169,6 +169,20 @@ def evaluate_reranker(data, dataset: str, objective: str, path: str, summary: di
                _metrics(qrels, mixed, test_run, settings.depth, extra | tuned), seconds)
         save_run(mixed, f"{dataset}-test-rerank-{short_here}{objective}-interp-{label}")
         logger.info("%s: interpolation weight %.2f on dev %s", name, weight, {w: round(v, 4) for w, v in curve.items()})
+        plot_interpolation(curve, weight, name, ROOT / "docs" / f"rerank_interp_dev_{label}_{settings.tag or 'ce'}.png")
+
+
+def plot_interpolation(curve: dict[float, float], weight: float, title: str, path: Path) -> None:
+    """Dev nDCG@10 against the interpolation weight (0: the first stage, 1: the pure rerank)."""
+    from retriever.evaluate.plots import new_figure, save_png
+
+    fig, ax = new_figure((5.5, 3.5))
+    ax.plot(list(curve), list(curve.values()), marker="o", markersize=3)
+    ax.axvline(weight, color="grey", linestyle="--", label=f"chosen a = {weight:.2f}")
+    ax.set(xlabel="a (weight of the reranker's z-score)", ylabel="dev nDCG@10", title=title)
+    ax.title.set_fontsize(8)
+    ax.legend()
+    save_png(fig, path)
 
 
 def cached_first_stage(spec: FirstStageSpec, data, samples: dict[str, list[str]], depth: int) -> dict:
