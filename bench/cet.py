@@ -31,8 +31,9 @@ from training.config import TrainConfig
 from training.losses.cet import cet_weights
 from training.negatives import MiningParams, mine_hard_negatives, read_negatives
 from training.rerank_config import RerankerConfig
+from training.rerank_eval import score_batches
 from training.rerank_models import CrossEncoderScorer
-from training.rerank_trainer import score_batches, train_reranker
+from training.rerank_trainer import train_reranker
 from training.trainer import train
 
 logger = logging.getLogger("bench.cet")

@@ -15,18 +15,24 @@ rerankers go to ``models/<dataset>-rerank-<ce|lm>-<objective>/``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import typer
 
-from bench.common import INDEXES, MODELS, ensure_index, paired_test, sample_test_queries
+from bench.common import INDEXES, MODELS, RUNS, ensure_index, paired_test, sample_test_queries, save_run
 from bench.results import ROOT, record
+from retriever.atomic import atomic_write_json
 from retriever.data import load_dataset
 from retriever.evaluate import evaluate_run
-from retriever.pipeline import open_index, rerank_evaluation, retrieve
-from retriever.rerank import load_reranker
+from retriever.rerank import load_reranker, rerank_run
+from retriever.rerank.caching import CachingReranker
+from retriever.rerank.first_stage import FirstStageSpec, first_stage_runs
+from retriever.rerank.interpolate import interpolate_runs, pick_weight
 from training.negatives import MiningParams, mine_hard_negatives
 from training.rerank_config import RerankerConfig
 from training.rerank_plots import plot_gradient_weights
@@ -58,8 +64,6 @@ def reranker_folder(dataset: str, short: str, objective: str, tag: str = ""):
     return MODELS / f"{dataset}-rerank-{short}-{objective}{'-' + tag if tag else ''}"
 
 
-
-
 def best_trained_index(dataset: str) -> str:
     """The trained retriever of ``dataset`` with the best test nDCG@10 in the results file whose index is here."""
     from bench.results import hardware, load
@@ -72,12 +76,166 @@ def best_trained_index(dataset: str) -> str:
     return f"{dataset}-{max(rows, key=lambda r: r['metrics']['ndcg@10'])['method']}"
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    depth: int
+    max_length: int
+    seed: int
+    tag: str
+    max_queries: int | None
+    max_dev_queries: int | None
+    backend: str | None
+    interpolate: bool
+    label_extra: str = ""
+
+
+def parse_first_stage(text: str) -> FirstStageSpec:
+    """An index name under ``indexes/`` (dense), or a ``dense:`` / ``hybrid:`` spec of a first stage."""
+    if text.startswith(("dense:", "hybrid:")):
+        return FirstStageSpec.parse(text)
+    return FirstStageSpec("dense", INDEXES / text)
+
+
+def query_samples(data, settings: EvalSettings) -> dict[str, list[str]]:
+    """The test queries (all, or the bench's seeded sample) and, to tune the interpolation, dev queries."""
+    samples = {"test": sample_test_queries(data, settings.max_queries, settings.seed)}
+    if settings.interpolate:
+        dev = sorted(data.qrels("dev"))
+        if settings.max_dev_queries and len(dev) > settings.max_dev_queries:
+            dev = sorted(np.random.default_rng(settings.seed).choice(dev, settings.max_dev_queries,
+                                                                     replace=False).tolist())
+        samples["dev"] = dev
+    return samples
+
+
+def _prescore(data, reranker, runs: dict[str, dict], depth: int) -> None:
+    """Score the union of the splits' top ``depth`` in one progress bar (the cache serves the rest)."""
+    pairs = list(dict.fromkeys((q, d) for run in runs.values()
+                               for q, hits in run.items() for d in sorted(hits, key=hits.get, reverse=True)[:depth]))
+    doc_ids = list(dict.fromkeys(d for _, d in pairs))
+    texts = dict(zip(doc_ids, data.doc_texts(doc_ids), strict=True))
+    logger.info("scoring %d distinct (query, document) pairs", len(pairs))
+    reranker.score_pairs([data.queries[q] for q, _ in pairs], [texts[d] for _, d in pairs])
+
+
+def rerank_split(data, run, reranker, depth: int):
+    """``rerank_run`` of the top ``depth``, the rest of the list kept below in first-stage order."""
+    heads = {d for hits in run.values() for d in sorted(hits, key=hits.get, reverse=True)[:depth]}
+    texts = dict(zip(heads, data.doc_texts(list(heads)), strict=True))
+    return rerank_run(reranker, {q: data.queries[q] for q in run}, run, texts, depth)
+
+
+def _metrics(qrels, run, base_run, depth: int, extra: dict) -> dict:
+    test = paired_test(qrels, run, base_run)
+    base = evaluate_run(qrels, base_run, ("ndcg@10", "mrr@10"))
+    return evaluate_run(qrels, run, ("ndcg@10", "mrr@10", "recall@100")) | {
+        "p_vs_first_stage": f"{test['p']:.2g}", "delta_vs_first_stage": test["delta"],
+        "first_stage_ndcg@10": base["ndcg@10"], "first_stage_mrr@10": base["mrr@10"], "depth": depth,
+        "n_queries": len(qrels)} | extra
+
+
+def evaluate_reranker(data, dataset: str, objective: str, path: str, summary: dict, first_stages: dict[str, dict],
+                      short: str, settings: EvalSettings) -> None:
+    """The pure rerank row of every first stage and, with ``interpolate``, the dev-tuned interpolated row."""
+    inner = RandomReranker(settings.seed) if path == "random" else load_reranker(
+        path, max_length=settings.max_length, backend=settings.backend)
+    reranker = CachingReranker(inner)
+    qrels_test = data.qrels("test")
+    trained = {"train_seconds": summary["train_seconds"], "max_length": settings.max_length,
+               "backend": getattr(inner, "backend", "none")}
+    trained |= {"steps": summary["steps"], "train_groups": summary["groups"]} if "steps" in summary else {}
+    short_here = "" if objective == "random" else f"{short}-"
+    for label, runs in first_stages.items():  # each list's rows recorded before the next is scored
+        _prescore(data, reranker, runs, settings.depth)
+        extra = trained | {"pairs_per_s": reranker.pairs_per_s,  # CPU shared with other jobs: a rough figure
+                           "ms_per_query": 1000 * settings.depth / max(reranker.pairs_per_s, 1e-9)}
+        test_run = runs["test"]
+        qrels = {q: qrels_test[q] for q in test_run}
+        reranked = rerank_split(data, test_run, reranker, settings.depth)
+        name = f"{label}>>{short_here}{objective}" + (f" [{settings.tag}]" if settings.tag else "")
+        name += settings.label_extra
+        seconds = reranker.seconds + summary["train_seconds"]
+        record(dataset, "test", f"rerank-{short_here}{objective}", name,
+               _metrics(qrels, reranked, test_run, settings.depth, extra), seconds)
+        save_run(reranked, f"{dataset}-test-rerank-{short_here}{objective}-{label}")
+        if not settings.interpolate or objective == "random":
+            continue
+        dev_reranked = rerank_split(data, runs["dev"], reranker, settings.depth)
+        weight, curve = pick_weight(data.qrels("dev"), dev_reranked, runs["dev"], settings.depth)
+        mixed = interpolate_runs(reranked, test_run, weight, settings.depth)
+        tuned = {"interp_weight": weight, "dev_ndcg@10": curve[weight], "dev_ndcg@10_rerank": curve[1.0],
+                 "dev_ndcg@10_first_stage": curve[0.0], "n_dev_queries": len(runs["dev"])}
+        record(dataset, "test", f"rerank-{short_here}{objective}-interp", name,
+               _metrics(qrels, mixed, test_run, settings.depth, extra | tuned), seconds)
+        save_run(mixed, f"{dataset}-test-rerank-{short_here}{objective}-interp-{label}")
+        logger.info("%s: interpolation weight %.2f on dev %s", name, weight, {w: round(v, 4) for w, v in curve.items()})
+        plot_interpolation(curve, weight, name, ROOT / "docs" / f"rerank_interp_dev_{label}_{settings.tag or 'ce'}.png")
+
+
+def plot_interpolation(curve: dict[float, float], weight: float, title: str, path: Path) -> None:
+    """Dev nDCG@10 against the interpolation weight (0: the first stage, 1: the pure rerank)."""
+    from retriever.evaluate.plots import new_figure, save_png
+
+    fig, ax = new_figure((5.5, 3.5))
+    ax.plot(list(curve), list(curve.values()), marker="o", markersize=3)
+    ax.axvline(weight, color="grey", linestyle="--", label=f"chosen a = {weight:.2f}")
+    ax.set(xlabel="a (weight of the reranker's z-score)", ylabel="dev nDCG@10", title=title)
+    ax.title.set_fontsize(8)
+    ax.legend()
+    save_png(fig, path)
+
+
+def cached_first_stage(spec: FirstStageSpec, data, samples: dict[str, list[str]], depth: int) -> dict:
+    """``first_stage_runs``, kept in ``bench/runs`` per list, query sample and depth (a hybrid list refits its
+    adapter and fusion: minutes on a shared CPU)."""
+    key = hashlib.sha256(json.dumps([str(spec), samples, depth], sort_keys=True).encode()).hexdigest()[:12]
+    path = RUNS / f"first-stage-{spec.label}-{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    runs, _ = first_stage_runs(spec, data, samples, depth=depth)
+    atomic_write_json(path, runs)
+    return runs
+
+
+def evaluate_first_stages(data, dataset: str, specs: list[str], trained: dict, short: str,
+                          settings: EvalSettings) -> None:
+    samples = query_samples(data, settings)
+    first_stages = {}
+    for text in specs:
+        spec = parse_first_stage(text)
+        first_stages[spec.label] = cached_first_stage(spec, data, samples, max(100, settings.depth))
+    for objective, (path, summary) in trained.items():
+        evaluate_reranker(data, dataset, objective, path, summary, first_stages, short, settings)
+
+
+def _trained_on(folder: Path) -> str | None:
+    config = folder / "train_config.json"
+    return json.loads(config.read_text()).get("data") if config.is_file() else None
+
+
+def train_objective(data, dataset: str, arch: str, objective: str, output: Path, negatives: Path | None,
+                    recipe: dict) -> dict:
+    """Train ``objective`` into ``output`` unless it holds a finished run (resuming its checkpoints); the
+    negatives are mined from the zero-shot index when none are given and training is needed."""
+    if not (output / "train_summary.json").is_file():
+        negatives = negatives or ensure_negatives(data, dataset, recipe["seed"])
+        train_reranker(RerankerConfig(arch=arch, objective=objective, data=dataset, negatives_file=negatives,
+                                      output=output, resume=(output / "checkpoints").is_dir(),
+                                      early_stopping_patience=None, **recipe))
+    return json.loads((output / "train_summary.json").read_text())
+
+
 def main(
     dataset: str = typer.Option("scifact"),
     arch: str = typer.Option("cross-encoder", help="cross-encoder | causal-lm"),
     objectives: list[str] = typer.Option(["sft", "cl"], "--objective",
                                          help="sft | cl | none (untrained) | random (seeded random scores)"),
-    first_stages: list[str] = typer.Option([], "--first-stage", help="Index names (default: zero-shot)."),
+    first_stages: list[str] = typer.Option([], "--first-stage", help="Index names under indexes/, or dense:INDEX, "
+                                           "or hybrid:FUSION:INDEX[:DENSE_MODEL] (default: zero-shot)."),
+    model_dir: Path | None = typer.Option(None, help="Folder of the (one) trained reranker: trained there if it "
+                                          "holds no finished run (default: models/<dataset>-rerank-...)."),
+    start_model: str | None = typer.Option(None, help="Start checkpoint of training (default: MiniLM)."),
+    negatives_file: Path | None = typer.Option(None, help="Mined negatives (default: mined from zero-shot)."),
     max_groups: int | None = typer.Option(None),
     batch_size: int = typer.Option(8),
     learning_rate: float = typer.Option(2e-5),
@@ -88,6 +246,10 @@ def main(
     n_easy: int = typer.Option(4),
     rerank_depth: int = typer.Option(100),
     max_queries: int | None = typer.Option(None, help="Rerank only this many test queries (seeded)."),
+    max_dev_queries: int | None = typer.Option(None, help="Tune the interpolation on this many dev queries."),
+    interpolate: bool = typer.Option(False, help="Also the row interpolating z-scored reranker and first-stage "
+                                     "scores, its weight tuned on dev."),
+    backend: str | None = typer.Option(None, help="Cross-encoder runtime: torch | onnx | onnx-int8 | auto."),
     seed: int = typer.Option(42),
     tag: str = typer.Option("", help="Suffix of the model folders and result labels (recipe variants)."),
     max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
@@ -96,59 +258,32 @@ def main(
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
-    negatives = ensure_negatives(data, dataset, seed) if set(objectives) - {"random", "none"} else None
+    learned = [o for o in objectives if o not in ("random", "none")]
+    if model_dir is not None and len(learned) != 1:
+        raise typer.BadParameter("--model-dir holds one reranker: give exactly one trained --objective")
+    recipe = dict(n_hard=n_hard, n_easy=n_easy, max_groups=max_groups, batch_size=batch_size, epochs=epochs,
+                  learning_rate=learning_rate, max_length=max_length, seed=seed, rows=rows, max_steps=max_steps,
+                  model=start_model, **({"head_learning_rate": head_learning_rate} if head_learning_rate else {}))
     short = SHORT[arch]
     trained: dict[str, tuple[str, dict]] = {}
     logs = {}
     for objective in objectives:
-        if objective == "random":
-            trained[objective] = ("random", {"train_seconds": 0.0})
+        if objective in ("random", "none"):
+            path = "random" if objective == "random" else RerankerConfig(arch=arch).start_model
+            trained[objective] = (path, {"train_seconds": 0.0})
             continue
-        if objective == "none":
-            trained[objective] = (RerankerConfig(arch=arch).start_model, {"train_seconds": 0.0})
-            continue
-        output = reranker_folder(dataset, short, objective, tag)
-        if not (output / "train_summary.json").is_file():
-            train_reranker(RerankerConfig(
-                arch=arch, objective=objective, data=dataset, negatives_file=negatives, n_hard=n_hard, n_easy=n_easy,
-                max_groups=max_groups, batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
-                **({"head_learning_rate": head_learning_rate} if head_learning_rate else {}),
-                max_length=max_length, seed=seed, output=output, resume=(output / "checkpoints").is_dir(), rows=rows,
-                early_stopping_patience=None, max_steps=max_steps))
-        trained[objective] = (str(output), json.loads((output / "train_summary.json").read_text()))
-    for objective in ("sft", "cl"):  # one plot per recipe, with the other objective's run when it exists
-        log = reranker_folder(dataset, short, objective, tag) / "log.jsonl"
-        if log.is_file() and any(o not in ("none", "random") for o in objectives):
-            logs[f"{short} {objective}"] = log
+        output = model_dir or reranker_folder(dataset, short, objective, tag)
+        trained[objective] = (str(output), train_objective(data, dataset, arch, objective, output, negatives_file,
+                                                                   recipe))
+        if (output / "log.jsonl").is_file() and _trained_on(output) == dataset:  # not a transferred model's
+            logs[f"{short} {objective}"] = output / "log.jsonl"
     if logs:
         suffix = f"_{tag}" if tag else ""
         plot_gradient_weights(logs, ROOT / "docs" / f"rerank_gradient_weights_{dataset}_{short}{suffix}.png")
-
-    qrels = data.qrels("test")
-    qids = sample_test_queries(data, max_queries, seed)
-    for first_stage in first_stages or [f"{dataset}-zero-shot"]:
-        if first_stage == "best":
-            first_stage = best_trained_index(dataset)
-        index, _, encoder = open_index(INDEXES / first_stage)
-        run = retrieve(index, encoder, {q: data.queries[q] for q in qids}, k=rerank_depth)
-        base = evaluate_run({q: qrels[q] for q in qids}, run, ("ndcg@10", "mrr@10"))
-        for objective, (path, summary) in trained.items():
-            reranker = RandomReranker(seed) if path == "random" else load_reranker(path, max_length=max_length)
-            report = rerank_evaluation(data, "test", run, reranker, rerank_depth)
-            test = paired_test({q: qrels[q] for q in qids}, report.run, run)
-            metrics = report.metrics | {
-                "p_vs_first_stage": f"{test['p']:.2g}", "delta_vs_first_stage": test["delta"], "rows": rows,
-                "first_stage_ndcg@10": base["ndcg@10"], "first_stage_mrr@10": base["mrr@10"],
-                "depth": rerank_depth, "n_queries": len(qids), "ms_per_query": report.ms_per_query,
-                "train_seconds": summary["train_seconds"], "max_length": max_length}
-            if "steps" in summary:
-                metrics |= {"steps": summary["steps"], "train_groups": summary["groups"]}
-            short_here = "" if objective == "random" else f"{short}-"
-            label = f"{first_stage}>>{short_here}{objective}" + (f" [{tag}]" if tag else "")
-            label += f" ({max_groups} groups)" if max_groups and objective != "none" else ""
-            record(dataset, "test", f"rerank-{short_here}{objective}", label, metrics,
-                   report.seconds + summary["train_seconds"])
-            logger.info("%s >> %s %s: %s", first_stage, short, objective, metrics)
+    extra = f" ({max_groups} groups)" if max_groups else ""
+    settings = EvalSettings(rerank_depth, max_length, seed, tag, max_queries, max_dev_queries, backend, interpolate,
+                            extra)
+    evaluate_first_stages(data, dataset, first_stages or [f"{dataset}-zero-shot"], trained, short, settings)
 
 
 if __name__ == "__main__":

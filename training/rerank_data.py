@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from retriever.data import BeirDataset
 from training.examples import sample_query_pairs
@@ -69,3 +70,14 @@ def build_groups(dataset: BeirDataset, split: str, negatives: dict[str, list[str
         logger.info("skipped %d pairs whose query has fewer than %d mined negatives", skipped, n_hard)
     kinds = np.array([POSITIVE] + [HARD] * n_hard + [EASY] * n_easy)
     return RerankGroups(query_ids, docs, np.tile(kinds, (len(docs), 1)))
+
+
+def weight_summary(weights: torch.Tensor, kinds: np.ndarray) -> dict[str, float]:
+    """Mean gradient weight of the positives, hard and easy negatives of a step (what the plots show)."""
+    w = weights.detach().float().cpu().numpy()
+    out = {}
+    for name, kind in (("weight_positive", POSITIVE), ("weight_hard", HARD), ("weight_easy", EASY)):
+        mask = kinds == kind
+        if mask.any():
+            out[name] = float(w[mask].mean())
+    return out
