@@ -75,6 +75,14 @@ def mine_once(data, dataset: str, mine_mode: str, seed: int, index_dir, index, m
     return path, time.perf_counter() - start
 
 
+def check_budget(output, epochs: float, max_steps: int) -> None:
+    """Refuse to record a reused finished model under another budget than it was trained with."""
+    trained = json.loads((output / "train_config.json").read_text())
+    if (trained.get("epochs"), trained.get("max_steps", -1)) != (epochs, max_steps):
+        raise typer.BadParameter(f"{output} was trained for {trained.get('epochs')} epochs (max_steps "
+                                 f"{trained.get('max_steps')}), not {epochs} ({max_steps}): move it away to retrain")
+
+
 def dense_mined_run(dataset: str, method: str, mine_mode: str) -> dict:
     """The saved test run of the dense-mined ``method``, to pair a hybrid-mined row with ({} if none)."""
     path = RUNS / f"{star_folder(dataset, method, 'dense')}-test.trec"
@@ -124,6 +132,7 @@ def main(
         if not (output / "train_summary.json").is_file():
             train(TrainConfig(loss=loss, negatives_file=negatives, n_negatives=1, output=output,
                               resume=(output / "checkpoints").is_dir(), **(common | {"epochs": epochs})))
+        check_budget(output, epochs, max_steps)
         summary = json.loads((output / "train_summary.json").read_text())
         index, _, encoder, encode_seconds = ensure_index(data, name, str(output))
         evaluate_and_record(data, dataset, method, index, encoder, summary, {

@@ -228,3 +228,14 @@ def test_hard_negatives_bench_refuses_an_unknown_mine_mode() -> None:
     app.command()(bench.main)
     result = CliRunner().invoke(app, ["--mine-mode", "bm25"])
     assert result.exit_code == 2 and "--mine-mode must be one of dense, hybrid" in result.output
+
+
+def test_hard_negatives_bench_never_records_a_reused_model_under_another_budget(tmp_path) -> None:
+    import typer
+
+    from bench.hard_negatives import check_budget
+
+    (tmp_path / "train_config.json").write_text(json.dumps({"epochs": 0.5, "max_steps": -1}))
+    check_budget(tmp_path, 0.5, -1)
+    with pytest.raises(typer.BadParameter, match="trained for 0.5 epochs"):
+        check_budget(tmp_path, 3.0, -1)
