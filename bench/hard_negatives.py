@@ -54,7 +54,7 @@ def evaluate_and_record(data, dataset: str, method: str, index, encoder, summary
     report = evaluate_index(index, encoder, data, split="test", k=1000)
     metrics = report.metrics | {"train_seconds": summary["train_seconds"], "samples_per_s": summary["samples_per_s"],
                                 "steps": summary["steps"]} | extra
-    for label, other in ({"zero_shot": baseline} if baseline is not None else {}) | (compare or {}).items():
+    for label, other in (({"zero_shot": baseline} if baseline is not None else {}) | (compare or {})).items():
         test = paired_test(data.qrels("test"), report.run, other)
         metrics |= {f"p_vs_{label}": f"{test['p']:.2g}", f"delta_vs_{label}": test["delta"]}
     if baseline is not None:
