@@ -239,3 +239,27 @@ def test_hard_negatives_bench_never_records_a_reused_model_under_another_budget(
     check_budget(tmp_path, 0.5, -1)
     with pytest.raises(typer.BadParameter, match="trained for 0.5 epochs"):
         check_budget(tmp_path, 3.0, -1)
+
+
+def test_hard_negatives_bench_pairs_a_row_with_zero_shot_and_the_dense_mined_run(monkeypatch, tmp_path) -> None:
+    from types import SimpleNamespace
+
+    import bench.hard_negatives as bench
+
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    run = {"q1": {"d1": 1.0, "d9": 0.5}, "q2": {"d9": 1.0, "d2": 0.5}}  # nDCG@10 1 and 1/log2(3)
+    zero = {"q1": {"d9": 1.0, "d1": 0.5}, "q2": {"d9": 1.0, "d2": 0.5}}
+    recorded = {}
+    monkeypatch.setattr(bench, "evaluate_index", lambda *a, **k: SimpleNamespace(run=run, metrics={"ndcg@10": 0.8}))
+    monkeypatch.setattr(bench, "record", lambda dataset, split, method, label, metrics, seconds: recorded.update(
+        label=label, metrics=metrics))
+    monkeypatch.setattr(bench, "save_run", lambda run, name: recorded.update(run_name=name))
+    summary = {"train_seconds": 1.0, "samples_per_s": 1.0, "steps": 2}
+    bench.evaluate_and_record(SimpleNamespace(qrels=lambda split: qrels), "tiny", "star", None, None, summary, {},
+                              variant=" (hybrid-mined)", baseline=zero, run_name="tiny-star-hybrid-mined-test",
+                              compare={"dense_mined": run})
+    metrics = recorded["metrics"]
+    assert metrics["delta_vs_zero_shot"] == pytest.approx((1 - 1 / math.log2(3)) / 2)
+    assert metrics["delta_vs_dense_mined"] == 0.0 and metrics["p_vs_dense_mined"] == "1"
+    assert recorded["label"] == "all-MiniLM-L6-v2+star (hybrid-mined)"
+    assert recorded["run_name"] == "tiny-star-hybrid-mined-test"
