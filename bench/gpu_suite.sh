@@ -71,6 +71,12 @@ stream_hard() {
   run $PY -m bench.hard_negatives --dataset $SCIFACT $STEPS
   run $PY -m bench.hard_negatives --dataset $NFCORPUS --max-pairs $MAXP $STEPS
 }
+stream_fullmodel() {  # issue 20's full-model rows; issue 19: STAR on dense- vs hybrid-mined negatives, same budget
+  STREAM=fullmodel
+  run $PY -m bench.hard_negatives --dataset $SCIFACT --only star --epochs 3 --mine-mode dense $STEPS
+  run $PY -m bench.hard_negatives --dataset $SCIFACT --only star --epochs 3 --mine-mode hybrid $STEPS
+  run $PY -m bench.train_losses --dataset $SCIFACT --loss mnrl --epochs 3 --min-epochs 3 --no-zero-shot $STEPS
+}
 stream_rerank() {
   STREAM=rerank
   run $PY -m bench.rerankers --dataset $SCIFACT --arch cross-encoder $STEPS
@@ -102,7 +108,7 @@ stream_cet2() {
   STREAM=cet2
   run $PY -m bench.cet --dataset $NFCORPUS-hidden50 --max-pairs $MAXP --max-groups $MAXG $STEPS
 }
-export -f log run stream_losses stream_hard stream_rerank stream_cet stream_rerank2 stream_losses2 stream_hard2 stream_cet2
+export -f log run stream_losses stream_hard stream_fullmodel stream_rerank stream_cet stream_rerank2 stream_losses2 stream_hard2 stream_cet2
 export OUT LOGS PY SCIFACT NFCORPUS MAXP MAXG STEPS
 for s in ${STREAMS:-losses hard rerank cet}; do timeout "$STREAM_SECONDS" bash -c "stream_$s" & done
 wait

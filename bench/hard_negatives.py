@@ -1,11 +1,15 @@
 """Issue 4: STAR, ADORE, ADORE + STAR and MW + STAR against zero-shot and in-batch contrastive.
 
-    python -m bench.hard_negatives --dataset scifact
+    python -m bench.hard_negatives --dataset scifact --only star --epochs 3
+    python -m bench.hard_negatives --dataset scifact --only star --epochs 3 --mine-mode hybrid
     python -m bench.hard_negatives --dataset nfcorpus --max-pairs 1600
 
-Negatives are mined once from the zero-shot index (top 200, labelled positives removed); each STAR row
-samples one of them (seeded). ADORE trains the query tower only, against an index copy, so the zero-shot
-index stays as it is. Trained models go to ``models/<dataset>-<method>/``.
+Negatives are mined once from the zero-shot index (top 200, labelled positives removed), from its vectors
+(``--mine-mode dense``) or from its hybrid ranking (``hybrid``: the index's lexical side fused in, issue 19);
+each STAR row samples one of them (seeded), trains ``--epochs`` epochs with the best dev nDCG@10 kept, and
+gets a paired t-test against zero-shot; a hybrid-mined row also against the dense-mined one when that run
+is saved. ADORE trains the query tower only, against an index copy, so the zero-shot index stays as it is.
+Trained models go to ``models/<dataset>-<method>[-hybrid-mined]/``.
 """
 
 from __future__ import annotations
@@ -17,35 +21,74 @@ import time
 
 import typer
 
-from bench.common import INDEXES, MODELS, ensure_index
+from bench.common import INDEXES, MODELS, RUNS, ensure_index, paired_test, save_run
 from bench.results import record
 from retriever.data import load_dataset
+from retriever.evaluate.metrics import read_trec_run
 from retriever.pipeline import evaluate_index, open_index
 from training.adore import train_adore
 from training.config import ADORE_LEARNING_RATE, TrainConfig
-from training.negatives import MiningParams, mine_hard_negatives, read_negatives
+from training.negatives import MiningParams, mine_from_index, read_negatives
 from training.trainer import train
 
 logger = logging.getLogger("bench.hard_negatives")
+MINE_MODES = ("dense", "hybrid")
 
 
+def negatives_path(dataset: str, mine_mode: str):
+    """The mined file of one mode (the dense one keeps its pre-hybrid name, which other benches read)."""
+    return MODELS / (f"{dataset}-negatives.json" if mine_mode == "dense" else f"{dataset}-negatives-{mine_mode}.json")
+
+
+def star_folder(dataset: str, method: str, mine_mode: str) -> str:
+    """Model and index name of a STAR-family row: ``<dataset>-<method>[-<mode>-mined]``."""
+    return f"{dataset}-{method}" + ("" if mine_mode == "dense" else f"-{mine_mode}-mined")
 
 
 def evaluate_and_record(data, dataset: str, method: str, index, encoder, summary: dict, extra: dict,
-                        max_pairs: int | None = None, variant: str = "", baseline=None) -> None:
+                        max_pairs: int | None = None, variant: str = "", baseline=None, run_name: str | None = None,
+                        compare: dict | None = None) -> None:
     """Test metrics of one trained model; with ``baseline`` (zero-shot's test run), a paired t-test on
-    nDCG@10 against it (``p_vs_zero_shot``) and the run saved to bench/runs/."""
-    from bench.common import paired_test, save_run
-
+    nDCG@10 against it (``p_vs_zero_shot``) and the run saved to bench/runs/ (as ``run_name``);
+    ``compare`` ({label: run}) adds ``p_vs_<label>`` / ``delta_vs_<label>`` for each."""
     report = evaluate_index(index, encoder, data, split="test", k=1000)
     metrics = report.metrics | {"train_seconds": summary["train_seconds"], "samples_per_s": summary["samples_per_s"],
                                 "steps": summary["steps"]} | extra
+    for label, other in (({"zero_shot": baseline} if baseline is not None else {}) | (compare or {})).items():
+        test = paired_test(data.qrels("test"), report.run, other)
+        metrics |= {f"p_vs_{label}": f"{test['p']:.2g}", f"delta_vs_{label}": test["delta"]}
     if baseline is not None:
-        test = paired_test(data.qrels("test"), report.run, baseline)
-        metrics |= {"p_vs_zero_shot": f"{test['p']:.2g}", "delta_vs_zero_shot": test["delta"]}
-        save_run(report.run, f"{dataset}-test-{method}{variant.replace(' ', '')}")
+        save_run(report.run, run_name or f"{dataset}-test-{method}{variant.replace(' ', '')}")
     label = f"all-MiniLM-L6-v2+{method}{variant}" + (f" ({max_pairs} pairs)" if max_pairs else "")
     record(dataset, "test", method, label, metrics, summary["train_seconds"])
+
+
+def mine_once(data, dataset: str, mine_mode: str, seed: int, index_dir, index, manifest, encoder) -> tuple:
+    """``(path, seconds)`` of the mined negatives of ``mine_mode`` from the index at ``index_dir``, mined now
+    unless the file exists."""
+    path, start = negatives_path(dataset, mine_mode), time.perf_counter()
+    if not path.is_file():
+        mine_from_index(data, "train", index_dir, index, manifest, encoder, MiningParams(top_k=200, seed=seed),
+                        mode=mine_mode).save(path)
+    mined = read_negatives(path)
+    logger.info("negatives: %s (%s-mined, %d queries)", path, mined.params.get("mode", "dense"), len(mined.negatives))
+    return path, time.perf_counter() - start
+
+
+def check_budget(output, epochs: float, max_steps: int) -> None:
+    """Refuse to record a reused finished model under another budget than it was trained with."""
+    trained = json.loads((output / "train_config.json").read_text())
+    if (trained.get("epochs"), trained.get("max_steps", -1)) != (epochs, max_steps):
+        raise typer.BadParameter(f"{output} was trained for {trained.get('epochs')} epochs (max_steps "
+                                 f"{trained.get('max_steps')}), not {epochs} ({max_steps}): move it away to retrain")
+
+
+def dense_mined_run(dataset: str, method: str, mine_mode: str) -> dict:
+    """The saved test run of the dense-mined ``method``, to pair a hybrid-mined row with ({} if none)."""
+    path = RUNS / f"{star_folder(dataset, method, 'dense')}-test.trec"
+    if mine_mode == "dense" or not path.is_file():
+        return {}
+    return {"dense_mined": read_trec_run(path)}
 
 
 def main(
@@ -56,6 +99,8 @@ def main(
     seed: int = typer.Option(42),
     only: list[str] = typer.Option([], help="Run only these methods (star, mw-star, adore, adore-star)."),
     max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
+    mine_mode: str = typer.Option("dense", help="STAR's negatives: dense | hybrid ranking of the zero-shot index."),
+    epochs: float = typer.Option(3.0, help="STAR / MW-STAR epochs (the best dev nDCG@10 is kept)."),
     adore_normalize: str = typer.Option("pairs", help="ADORE: pairs (the official loss) | sum | weights."),
     adore_lr: float = typer.Option(ADORE_LEARNING_RATE, help="ADORE's learning rate (official default 5e-6)."),
     max_epochs: int = typer.Option(10, help="ADORE: epochs at most (early stopping on dev nDCG@10)."),
@@ -65,18 +110,16 @@ def main(
                                                  "many training minutes (the best epoch is kept)"),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if mine_mode not in MINE_MODES:
+        raise typer.BadParameter(f"--mine-mode must be one of {', '.join(MINE_MODES)}, got '{mine_mode}'")
     data = load_dataset(dataset)
     zero_index, zero_manifest, zero_encoder, _ = ensure_index(data, f"{dataset}-zero-shot", "default")
 
-    negatives_path = MODELS / f"{dataset}-negatives.json"
-    start = time.perf_counter()
     star_methods = [m for m in ("star", "mw-star", "adore-star") if not only or m in only]
-    if star_methods and not negatives_path.is_file():  # ADORE alone mines its own negatives at every step
-        mine_hard_negatives(data, "train", zero_index, zero_manifest, zero_encoder,
-                            MiningParams(top_k=200, seed=seed)).save(negatives_path)
-    mining_seconds = time.perf_counter() - start
-    if star_methods:
-        logger.info("negatives: %s (%d queries)", negatives_path, len(read_negatives(negatives_path).negatives))
+    if star_methods:  # ADORE alone mines its own negatives at every step
+        negatives, mining_seconds = mine_once(data, dataset, mine_mode, seed, INDEXES / f"{dataset}-zero-shot",
+                                              zero_index, zero_manifest, zero_encoder)
+    zero_run = evaluate_index(zero_index, zero_encoder, data, split="test", k=1000, with_auc=False).run
 
     common = dict(data=dataset, batch_size=batch_size, learning_rate=learning_rate, seed=seed, epochs=1.0,
                   max_steps=max_steps,
@@ -84,23 +127,24 @@ def main(
     for method, loss in (("star", "star"), ("mw-star", "mw")):
         if only and method not in only:
             continue
-        output = MODELS / f"{dataset}-{method}"
+        name = star_folder(dataset, method, mine_mode)
+        output = MODELS / name
         if not (output / "train_summary.json").is_file():
-            train(TrainConfig(loss=loss, negatives_file=negatives_path, n_negatives=1, output=output,
-                              resume=(output / "checkpoints").is_dir(), **common))
+            train(TrainConfig(loss=loss, negatives_file=negatives, n_negatives=1, output=output,
+                              resume=(output / "checkpoints").is_dir(), **(common | {"epochs": epochs})))
+        check_budget(output, epochs, max_steps)
         summary = json.loads((output / "train_summary.json").read_text())
-        index, _, encoder, encode_seconds = ensure_index(data, f"{dataset}-{method}", str(output))
+        index, _, encoder, encode_seconds = ensure_index(data, name, str(output))
         evaluate_and_record(data, dataset, method, index, encoder, summary, {
-            "mining_seconds": mining_seconds, "mining_seconds_per_step": mining_seconds / summary["steps"],
-            "corpus_encode_seconds": encode_seconds}, max_pairs)
+            "mining_seconds": mining_seconds, "corpus_encode_seconds": encode_seconds, "epochs": epochs,
+            "best_dev_ndcg@10": summary.get("best_dev_ndcg@10")}, max_pairs, variant=f" ({mine_mode}-mined)",
+            baseline=zero_run, run_name=f"{name}-test", compare=dense_mined_run(dataset, method, mine_mode))
 
     changed = ([(f"-norm-{adore_normalize}", f"norm={adore_normalize}")] if adore_normalize != "pairs" else []) + (
         [(f"-lr{adore_lr:g}", f"lr={adore_lr:g}")] if adore_lr != ADORE_LEARNING_RATE else [])
     variant = "".join(folder for folder, _ in changed)  # model/index folder suffix
     settings = ", ".join(label for _, label in changed)
     adore_methods = [m for m in ("adore", "adore-star") if not only or m in only]
-    zero_run = evaluate_index(zero_index, zero_encoder, data, split="test", k=1000, with_auc=False).run \
-        if adore_methods else None
     adore_common = common | dict(learning_rate=adore_lr, epochs=float(max_epochs), min_epochs=min_epochs,
                                  early_stopping_patience=patience)
     for method, base in (("adore", f"{dataset}-zero-shot"), ("adore-star", f"{dataset}-star")):

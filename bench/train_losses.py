@@ -1,9 +1,11 @@
 """Issue 3 experiment: zero-shot vs MNRL vs our contrastive loss vs the MW loss, same hyperparameters.
 
     python -m bench.train_losses --dataset scifact
+    python -m bench.train_losses --dataset scifact --loss mnrl --epochs 3 --min-epochs 3 --patience 2
     python -m bench.train_losses --dataset nfcorpus --max-pairs 1600
 
 Trained models go to ``models/<dataset>-<loss>/`` (not committed); a finished run is reused on re-run.
+Every trained row carries a paired t-test on nDCG@10 against zero-shot (``p_vs_zero_shot``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 
 import typer
 
+from bench.common import paired_test
 from bench.results import ROOT, record, write_significance
 from retriever.data import load_dataset
 from retriever.encoders import BiEncoder
@@ -38,6 +41,9 @@ def main(
     mw_normalize: str = typer.Option("pairs", help="MW normalisation: pairs (default) | batch (the paper's 1/B)."),
     zero_shot: bool = typer.Option(True, "--zero-shot/--no-zero-shot", help="Also (re)evaluate zero-shot."),
     max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
+    min_epochs: int = typer.Option(0, help="Early stopping never stops before this many epochs."),
+    patience: int | None = typer.Option(None, help="Stop after this many dev evaluations without a better dev "
+                                        "nDCG@10 (default: never; the best dev model is kept either way)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
@@ -45,10 +51,11 @@ def main(
     qrels = data.qrels(split)
     runs, curves = {}, {}
 
+    zero = BiEncoder.load("default", show_progress=True)  # its corpus vectors come from the embedding cache
+    index, manifest, _ = build_index(data, zero, f"{dataset}-zero-shot", root=ROOT / "indexes")
+    report = evaluate_index(index, zero, data, split=split, k=1000, with_auc=zero_shot)
+    zero_run = report.run
     if zero_shot:
-        zero = BiEncoder.load("default", show_progress=True)
-        index, manifest, _ = build_index(data, zero, f"{dataset}-zero-shot", root=ROOT / "indexes")
-        report = evaluate_index(index, zero, data, split=split, k=1000)
         runs["zero-shot"], curves["zero-shot"] = report.run, (report.auc.labels, report.auc.scores)
 
     variant = (f"-tau{temperature:g}" if temperature else "") + ("-norm-batch" if mw_normalize == "batch" else "")
@@ -57,7 +64,8 @@ def main(
         output = ROOT / "models" / name
         config = TrainConfig(data=dataset, loss=loss, batch_size=batch_size, learning_rate=learning_rate,
                              epochs=epochs, seed=seed, output=output, max_pairs=max_pairs,
-                             dev_corpus_size=dev_corpus_size, early_stopping_patience=None,
+                             dev_corpus_size=dev_corpus_size, early_stopping_patience=patience,
+                             min_epochs=min_epochs,
                              temperature=temperature, mw_normalize=mw_normalize, max_steps=max_steps,
                              resume=(output / "checkpoints").is_dir())
         summary_path = output / "train_summary.json"
@@ -70,8 +78,11 @@ def main(
         report = evaluate_index(index, encoder, data, split=split, k=1000)
         metrics = report.metrics | {
             "train_seconds": summary["train_seconds"], "samples_per_s": summary["samples_per_s"],
-            "train_rows": summary["rows"], "tau": summary["tau"], "steps": summary["steps"],
+            "train_rows": summary["rows"], "tau": summary["tau"], "steps": summary["steps"], "epochs": epochs,
+            "best_dev_ndcg@10": summary.get("best_dev_ndcg@10"),
         }
+        test = paired_test(qrels, report.run, zero_run)
+        metrics |= {"p_vs_zero_shot": f"{test['p']:.2g}", "delta_vs_zero_shot": test["delta"]}
         label = f"all-MiniLM-L6-v2+{loss}" + (f" (tau={config.tau:g}, norm={mw_normalize})" if variant else "")
         if max_pairs:
             metrics["max_pairs"] = max_pairs

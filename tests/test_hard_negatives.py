@@ -174,3 +174,92 @@ def test_adore_keeps_the_document_side_bit_identical(tiny_built, encoder, tmp_pa
     budgeted = train_adore(config.model_copy(update={"output": tmp_path / "budget", "update_index": False}),
                            time_budget_s=1e-9)
     assert budgeted["steps"] == summary["steps"] // 2 and not budgeted["stopped_early"]  # stopped after epoch 1
+
+
+def test_mine_from_index_hybrid_is_the_fused_ranking_and_encodes_the_queries_once(tiny_built, encoder,
+                                                                                  monkeypatch) -> None:
+    from retriever.errors import DataError
+    from retriever.search import rank_queries
+    from training.negatives import mine_from_index
+
+    ds, index, manifest, path = tiny_built
+    queries = [ds.queries[q] for q in ds.qrels("train")]
+    expected = mine_hard_negatives(ds, "train", index, manifest, encoder, MiningParams(top_k=5),
+                                   ranking=rank_queries(path.parent, index, manifest, encoder, queries, 55, "hybrid"))
+    calls = []
+    real = encoder.encode_queries
+    monkeypatch.setattr(encoder, "encode_queries", lambda texts: calls.append(len(texts)) or real(texts))
+    hybrid = mine_from_index(ds, "train", path.parent, index, manifest, encoder, MiningParams(top_k=5), mode="hybrid")
+    assert hybrid.negatives == expected.negatives and hybrid.params["mode"] == "hybrid"
+    assert calls == [len(queries)]  # the fused ranking encodes them; mining does not encode them again
+    dense = mine_from_index(ds, "train", path.parent, index, manifest, encoder, MiningParams(top_k=5))
+    plain = mine_hard_negatives(ds, "train", index, manifest, encoder, MiningParams(top_k=5))
+    assert dense.negatives == plain.negatives
+    assert dense.params["mode"] == "dense" and dense.negatives != hybrid.negatives
+    with pytest.raises(DataError, match="cosine margins"):
+        mine_from_index(ds, "train", path.parent, index, manifest, encoder, MiningParams(max_score=0.5), mode="hybrid")
+
+
+def test_hard_negatives_bench_mines_each_mode_into_its_own_file_once(tiny_built, encoder, monkeypatch,
+                                                                      tmp_path) -> None:
+    import bench.hard_negatives as bench
+
+    ds, index, manifest, path = tiny_built
+    monkeypatch.setattr(bench, "MODELS", tmp_path / "models")
+    (tmp_path / "models").mkdir()
+    dense_path, _ = bench.mine_once(ds, "tiny", "dense", 42, path.parent, index, manifest, encoder)
+    hybrid_path, _ = bench.mine_once(ds, "tiny", "hybrid", 42, path.parent, index, manifest, encoder)
+    assert (dense_path.name, hybrid_path.name) == ("tiny-negatives.json", "tiny-negatives-hybrid.json")
+    assert read_negatives(hybrid_path).params["mode"] == "hybrid"
+    assert read_negatives(dense_path).params["mode"] == "dense"
+    monkeypatch.setattr(bench, "mine_from_index", lambda *a, **k: pytest.fail("mined again"))
+    assert bench.mine_once(ds, "tiny", "hybrid", 42, path.parent, index, manifest, encoder)[0] == hybrid_path
+    assert bench.star_folder("tiny", "star", "hybrid") == "tiny-star-hybrid-mined"
+    assert bench.star_folder("tiny", "star", "dense") == "tiny-star"
+
+
+def test_hard_negatives_bench_refuses_an_unknown_mine_mode() -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    import bench.hard_negatives as bench
+
+    app = typer.Typer()
+    app.command()(bench.main)
+    result = CliRunner().invoke(app, ["--mine-mode", "bm25"])
+    assert result.exit_code == 2 and "--mine-mode must be one of dense, hybrid" in result.output
+
+
+def test_hard_negatives_bench_never_records_a_reused_model_under_another_budget(tmp_path) -> None:
+    import typer
+
+    from bench.hard_negatives import check_budget
+
+    (tmp_path / "train_config.json").write_text(json.dumps({"epochs": 0.5, "max_steps": -1}))
+    check_budget(tmp_path, 0.5, -1)
+    with pytest.raises(typer.BadParameter, match="trained for 0.5 epochs"):
+        check_budget(tmp_path, 3.0, -1)
+
+
+def test_hard_negatives_bench_pairs_a_row_with_zero_shot_and_the_dense_mined_run(monkeypatch, tmp_path) -> None:
+    from types import SimpleNamespace
+
+    import bench.hard_negatives as bench
+
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    run = {"q1": {"d1": 1.0, "d9": 0.5}, "q2": {"d9": 1.0, "d2": 0.5}}  # nDCG@10 1 and 1/log2(3)
+    zero = {"q1": {"d9": 1.0, "d1": 0.5}, "q2": {"d9": 1.0, "d2": 0.5}}
+    recorded = {}
+    monkeypatch.setattr(bench, "evaluate_index", lambda *a, **k: SimpleNamespace(run=run, metrics={"ndcg@10": 0.8}))
+    monkeypatch.setattr(bench, "record", lambda dataset, split, method, label, metrics, seconds: recorded.update(
+        label=label, metrics=metrics))
+    monkeypatch.setattr(bench, "save_run", lambda run, name: recorded.update(run_name=name))
+    summary = {"train_seconds": 1.0, "samples_per_s": 1.0, "steps": 2}
+    bench.evaluate_and_record(SimpleNamespace(qrels=lambda split: qrels), "tiny", "star", None, None, summary, {},
+                              variant=" (hybrid-mined)", baseline=zero, run_name="tiny-star-hybrid-mined-test",
+                              compare={"dense_mined": run})
+    metrics = recorded["metrics"]
+    assert metrics["delta_vs_zero_shot"] == pytest.approx((1 - 1 / math.log2(3)) / 2)
+    assert metrics["delta_vs_dense_mined"] == 0.0 and metrics["p_vs_dense_mined"] == "1"
+    assert recorded["label"] == "all-MiniLM-L6-v2+star (hybrid-mined)"
+    assert recorded["run_name"] == "tiny-star-hybrid-mined-test"

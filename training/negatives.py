@@ -77,8 +77,10 @@ def mine_hard_negatives(
         for qid, docs in dataset.file_qrels[name].items():
             every_positive.setdefault(qid, set()).update(d for d, rel in docs.items() if rel > 0)
     qids = list(qrels)
-    qvec = encoder.encode_queries([dataset.queries[q] for q in qids])
-    # ``ranking``: a precomputed ranking of ``list(qrels)`` (e.g. hybrid, from retriever.search.rank_queries)
+    # ``ranking``: a precomputed ranking of ``list(qrels)`` (e.g. hybrid, from retriever.search.rank_queries);
+    # with one, the queries are encoded only for the relative margin
+    needs_vectors = ranking is None or params.relative_margin is not None
+    qvec = encoder.encode_queries([dataset.queries[q] for q in qids]) if needs_vectors else None
     result = ranking if ranking is not None else index.search(qvec, params.top_k + params.skip_top + 50)
     positive_floor = _positive_floor(dataset, encoder, qids, qvec, qrels) if params.relative_margin else {}
     rng = np.random.default_rng(params.seed)
@@ -102,6 +104,29 @@ def mine_hard_negatives(
     logger.info("mined %d negatives for %d queries", sum(map(len, negatives.values())), len(negatives))
     return NegativesFile(dataset.name, split, encoder.document.model_id, encoder.document.fingerprint,
                          manifest.version, asdict(params), negatives)
+
+
+def mine_from_index(dataset: BeirDataset, split: str, index_name, index: VectorStore, manifest: IndexManifest,
+                    encoder: BiEncoder, params: MiningParams | None = None, mode: str = "dense",
+                    fusion: str | None = None) -> NegativesFile:
+    """:func:`mine_hard_negatives` over the index's ranking in ``mode``: ``dense`` (its vectors), ``hybrid``
+    (its lexical side fused in, with the index's fusion unless ``fusion``) or ``lexical``. The file's
+    params record the mode (and fusion)."""
+    params = params or MiningParams()
+    ranking = None
+    if mode != "dense":
+        if params.max_score is not None or params.relative_margin is not None:
+            raise DataError("max_score and relative_margin are cosine margins: mine with mode 'dense'")
+        from retriever.search import rank_queries
+
+        queries = [dataset.queries[q] for q in dataset.qrels(split)]
+        ranking = rank_queries(index_name, index, manifest, encoder, queries, params.top_k + params.skip_top + 50,
+                               mode, fusion)
+    mined = mine_hard_negatives(dataset, split, index, manifest, encoder, params, ranking=ranking)
+    mined.params["mode"] = mode
+    if fusion is not None:
+        mined.params["fusion"] = fusion
+    return mined
 
 
 def _positive_floor(dataset, encoder, qids, qvec, qrels) -> dict[str, float]:
