@@ -17,6 +17,9 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("env")
     os.environ["RETRIEVER_CACHE_DIR"] = str(base / "cache")
     os.environ["RETRIEVER_INDEX_DIR"] = str(base / "indexes")
+    # ONNX exports of hub models live in ~/.cache/retriever/onnx: a developer's export must not switch the
+    # tests' servers to the int8 backend (they compare against torch cosines).
+    os.environ["RETRIEVER_ONNX_DIR"] = str(base / "onnx")
     os.environ["HF_HUB_OFFLINE"] = "1"
     yield
     _stop_milvus_lite()
