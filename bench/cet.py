@@ -15,17 +15,20 @@ import json
 import logging
 import re
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import typer
+from sklearn.metrics import roc_auc_score
 
 from bench.common import MODELS, ensure_index, sample_test_queries
 from bench.results import ROOT, record
 from retriever.data import load_dataset
 from retriever.data.derive import false_negative_rate, hide_positives, read_hidden_positives
 from retriever.encoders import BiEncoder, load_sentence_transformer
-from retriever.evaluate.plots import save_png
+from retriever.evaluate.plots import new_figure, save_png
 from retriever.pipeline import build_index, evaluate_index, rerank_evaluation, retrieve
 from training.config import TrainConfig
 from training.losses.cet import cet_weights
@@ -69,12 +72,7 @@ def selection_weights(kind: str, path, data, pairs: list[tuple[str, str]], tau: 
 
 
 def plot_weights(curves: dict[str, tuple[np.ndarray, np.ndarray]], png, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 3.8), squeeze=False)
+    fig, axes = new_figure((5.5 * len(curves), 3.8), ncols=len(curves), squeeze=False)
     for ax, (name, (weights, hidden)) in zip(axes[0], curves.items(), strict=True):
         bins = np.linspace(weights.min(), weights.max(), 40)
         ax.hist(weights[~hidden], bins=bins, density=True, alpha=0.6, label=f"other negatives ({(~hidden).sum()})")
@@ -84,6 +82,118 @@ def plot_weights(curves: dict[str, tuple[np.ndarray, np.ndarray]], png, title: s
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     save_png(fig, png, dpi=110)
+
+
+@dataclass
+class CetContext:
+    """What both parts share: the data, its mined negatives' false-negative rates, the (query, negative)
+    pairs whose CET weights the PNG shows, and the recipe common to both."""
+
+    data: object
+    dataset: str
+    base: str
+    negatives_path: Path
+    fnr: dict
+    pairs: list[tuple[str, str]]
+    is_hidden: np.ndarray
+    n_weight_queries: int
+    learning_rate: float
+    debias_ratio: float
+    seed: int
+    max_steps: int
+
+
+def prepare_context(dataset: str, seed: int, weight_queries: int, learning_rate: float, debias_ratio: float,
+                    max_steps: int):
+    """The context, and the base corpus's zero-shot ``(index, encoder)`` (negatives mined from it once)."""
+    data, base, hidden = prepare(dataset, seed)
+    index, manifest, encoder, _ = ensure_index(load_dataset(base), f"{base}-zero-shot", "default")
+    negatives_path = MODELS / f"{dataset}-negatives.json"
+    if not negatives_path.is_file():
+        mine_hard_negatives(data, "train", index, manifest, encoder, MiningParams(top_k=200, seed=seed)
+                            ).save(negatives_path)
+    negatives = read_negatives(negatives_path).negatives
+    fnr = {}
+    if hidden:
+        fnr = {"false_negative_rate": false_negative_rate(negatives, hidden),
+               "false_negative_rate_top30": false_negative_rate({q: v[:HARD_POOL] for q, v in negatives.items()},
+                                                                hidden)}
+        logger.info("false negatives among mined negatives: %s", fnr)
+    rng = np.random.default_rng(seed)
+    weight_qids = sorted(rng.choice(sorted(negatives), min(weight_queries, len(negatives)), replace=False).tolist())
+    pairs = [(q, d) for q in weight_qids for d in negatives[q][:HARD_POOL]]
+    is_hidden = np.array([d in hidden.get(q, ()) for q, d in pairs])
+    context = CetContext(data, dataset, base, negatives_path, fnr, pairs, is_hidden, len(weight_qids),
+                         learning_rate, debias_ratio, seed, max_steps)
+    return context, index, encoder
+
+
+def bi_encoder_rows(c: CetContext, batch_size: int, max_pairs: int | None, curves: dict) -> None:
+    """STAR with and without CET: trained once each, indexed, evaluated on test; the CET weights' curve."""
+    common = dict(data=str(c.data.path), loss="star", negatives_file=c.negatives_path, n_negatives=1,
+                  batch_size=batch_size, learning_rate=c.learning_rate, seed=c.seed, max_pairs=max_pairs,
+                  dev_corpus_size=500, early_stopping_patience=None, debias_ratio=c.debias_ratio,
+                  max_steps=c.max_steps)
+    for method, debias in (("hn-plain", "none"), ("hn-cet", "cet")):
+        name = f"{c.dataset}-{method}" + ("" if debias == "none" else f"-T{c.debias_ratio:g}")
+        output = MODELS / name
+        if not (output / "train_summary.json").is_file():
+            train(TrainConfig(debias=debias, output=output, resume=(output / "checkpoints").is_dir(), **common))
+        summary = json.loads((output / "train_summary.json").read_text())
+        start = time.perf_counter()
+        model = BiEncoder.load(str(output), show_progress=True)
+        trained_index, _, _ = build_index(c.data, model, name, root=ROOT / "indexes")
+        report = evaluate_index(trained_index, model, c.data, split="test", k=1000)
+        metrics = report.metrics | c.fnr | {"train_seconds": summary["train_seconds"], "max_pairs": max_pairs or 0,
+                                             "samples_per_s": summary["samples_per_s"], "steps": summary["steps"]}
+        if debias == "cet":
+            weights = selection_weights("bi", output / "selection", c.data, c.pairs, 0.05, c.debias_ratio)
+            curves["bi-encoder (STAR + CET)"] = (weights, c.is_hidden)
+            metrics |= _weight_metrics(weights, c.is_hidden)
+        label = "all-MiniLM-L6-v2+star" + (f"+cet(T={c.debias_ratio:g})" if debias == "cet" else "")
+        label += f" ({max_pairs} pairs)" if max_pairs else ""
+        record(c.dataset, "test", method, label, metrics, summary["train_seconds"] + time.perf_counter() - start)
+
+
+@dataclass
+class RerankRecipe:
+    max_groups: int | None
+    batch_size: int
+    epochs: float
+    depth: int
+    max_queries: int | None
+    max_length: int
+    tag: str
+
+
+def reranker_rows(c: CetContext, index, encoder, r: RerankRecipe, curves: dict) -> None:
+    """The pairwise cross-encoder with and without CET, reranking the zero-shot top ``depth`` of test."""
+    qids = sample_test_queries(c.data, r.max_queries, c.seed)
+    run = retrieve(index, encoder, {q: c.data.queries[q] for q in qids}, k=r.depth)
+    for method, debias in (("rerank-ce-plain", "none"), ("rerank-ce-cet", "cet")):
+        output = MODELS / (f"{c.dataset}-{method}" + ("" if debias == "none" else f"-T{c.debias_ratio:g}")
+                           + (f"-{r.tag}" if r.tag else ""))
+        if not (output / "train_summary.json").is_file():
+            train_reranker(RerankerConfig(
+                objective="pair", debias=debias, debias_ratio=c.debias_ratio, data=str(c.data.path),
+                negatives_file=c.negatives_path, n_hard=7, n_easy=0, hard_pool=HARD_POOL, max_groups=r.max_groups,
+                batch_size=r.batch_size, learning_rate=c.learning_rate, max_length=r.max_length,
+                epochs=r.epochs, seed=c.seed, output=output,
+                resume=(output / "checkpoints").is_dir(), early_stopping_patience=None, max_steps=c.max_steps))
+        summary = json.loads((output / "train_summary.json").read_text())
+        report = rerank_evaluation(c.data, "test", run, str(output), r.depth)
+        metrics = report.metrics | c.fnr | {"ms_per_query": report.ms_per_query, "depth": r.depth,
+                                            "n_queries": len(run), "train_seconds": summary["train_seconds"],
+                                            "max_groups": r.max_groups or 0, "steps": summary["steps"]}
+        if debias == "cet":
+            weights = selection_weights("ce", output / "selection", c.data, c.pairs, 1.0, c.debias_ratio,
+                                        r.max_length)
+            curves["cross-encoder (pairwise + CET)"] = (weights, c.is_hidden)
+            metrics |= _weight_metrics(weights, c.is_hidden)
+        label = f"{c.base}-zero-shot>>ce-pair" + (f"+cet(T={c.debias_ratio:g})" if debias == "cet" else "")
+        label += f" [{r.tag}]" if r.tag else ""
+        label += f" ({r.max_groups} groups)" if r.max_groups else ""
+        record(c.dataset, "test", method, label, metrics, report.seconds + summary["train_seconds"])
 
 
 def main(
@@ -105,91 +215,25 @@ def main(
     max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    data, base, hidden = prepare(dataset, seed)
-    index, manifest, encoder, _ = ensure_index(load_dataset(base), f"{base}-zero-shot", "default")
-    negatives_path = MODELS / f"{dataset}-negatives.json"
-    if not negatives_path.is_file():
-        mine_hard_negatives(data, "train", index, manifest, encoder, MiningParams(top_k=200, seed=seed)
-                            ).save(negatives_path)
-    negatives = read_negatives(negatives_path).negatives
-    fnr = {}
-    if hidden:
-        fnr = {"false_negative_rate": false_negative_rate(negatives, hidden),
-               "false_negative_rate_top30": false_negative_rate({q: v[:HARD_POOL] for q, v in negatives.items()},
-                                                                hidden)}
-        logger.info("false negatives among mined negatives: %s", fnr)
-    rng = np.random.default_rng(seed)
-    weight_qids = sorted(rng.choice(sorted(negatives), min(weight_queries, len(negatives)), replace=False).tolist())
-    pairs = [(q, d) for q in weight_qids for d in negatives[q][:HARD_POOL]]
-    is_hidden = np.array([d in hidden.get(q, ()) for q, d in pairs])
-    curves = {}
-
+    context, index, encoder = prepare_context(dataset, seed, weight_queries, learning_rate, debias_ratio, max_steps)
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if "bi" in parts:
-        common = dict(data=str(data.path), loss="star", negatives_file=negatives_path, n_negatives=1,
-                      batch_size=batch_size, learning_rate=learning_rate, seed=seed, max_pairs=max_pairs,
-                      dev_corpus_size=500, early_stopping_patience=None, debias_ratio=debias_ratio,
-                      max_steps=max_steps)
-        for method, debias in (("hn-plain", "none"), ("hn-cet", "cet")):
-            name = f"{dataset}-{method}" + ("" if debias == "none" else f"-T{debias_ratio:g}")
-            output = MODELS / name
-            if not (output / "train_summary.json").is_file():
-                train(TrainConfig(debias=debias, output=output, resume=(output / "checkpoints").is_dir(), **common))
-            summary = json.loads((output / "train_summary.json").read_text())
-            start = time.perf_counter()
-            model = BiEncoder.load(str(output), show_progress=True)
-            trained_index, _, _ = build_index(data, model, name, root=ROOT / "indexes")
-            report = evaluate_index(trained_index, model, data, split="test", k=1000)
-            metrics = report.metrics | fnr | {"train_seconds": summary["train_seconds"], "max_pairs": max_pairs or 0,
-                                               "samples_per_s": summary["samples_per_s"], "steps": summary["steps"]}
-            if debias == "cet":
-                weights = selection_weights("bi", output / "selection", data, pairs, 0.05, debias_ratio)
-                curves["bi-encoder (STAR + CET)"] = (weights, is_hidden)
-                metrics |= _weight_metrics(weights, is_hidden)
-            label = "all-MiniLM-L6-v2+star" + (f"+cet(T={debias_ratio:g})" if debias == "cet" else "")
-            label += f" ({max_pairs} pairs)" if max_pairs else ""
-            record(dataset, "test", method, label, metrics,
-                   summary["train_seconds"] + time.perf_counter() - start)
-
+        bi_encoder_rows(context, batch_size, max_pairs, curves)
     if "rerank" in parts:
-        qids = sample_test_queries(data, max_queries, seed)
-        run = retrieve(index, encoder, {q: data.queries[q] for q in qids}, k=rerank_depth)
-        for method, debias in (("rerank-ce-plain", "none"), ("rerank-ce-cet", "cet")):
-            output = MODELS / (f"{dataset}-{method}" + ("" if debias == "none" else f"-T{debias_ratio:g}")
-                               + (f"-{tag}" if tag else ""))
-            if not (output / "train_summary.json").is_file():
-                train_reranker(RerankerConfig(
-                    objective="pair", debias=debias, debias_ratio=debias_ratio, data=str(data.path),
-                    negatives_file=negatives_path, n_hard=7, n_easy=0, hard_pool=HARD_POOL, max_groups=max_groups,
-                    batch_size=rerank_batch_size, learning_rate=learning_rate, max_length=rerank_max_length,
-                    epochs=rerank_epochs, seed=seed, output=output,
-                    resume=(output / "checkpoints").is_dir(), early_stopping_patience=None, max_steps=max_steps))
-            summary = json.loads((output / "train_summary.json").read_text())
-            report = rerank_evaluation(data, "test", run, str(output), rerank_depth)
-            metrics = report.metrics | fnr | {"ms_per_query": report.ms_per_query, "depth": rerank_depth,
-                                              "n_queries": len(run), "train_seconds": summary["train_seconds"],
-                                              "max_groups": max_groups or 0, "steps": summary["steps"]}
-            if debias == "cet":
-                weights = selection_weights("ce", output / "selection", data, pairs, 1.0, debias_ratio,
-                                            rerank_max_length)
-                curves["cross-encoder (pairwise + CET)"] = (weights, is_hidden)
-                metrics |= _weight_metrics(weights, is_hidden)
-            label = f"{base}-zero-shot>>ce-pair" + (f"+cet(T={debias_ratio:g})" if debias == "cet" else "")
-            label += f" [{tag}]" if tag else ""
-            label += f" ({max_groups} groups)" if max_groups else ""
-            record(dataset, "test", method, label, metrics,
-                   report.seconds + summary["train_seconds"])
+        recipe = RerankRecipe(max_groups, rerank_batch_size, rerank_epochs, rerank_depth, max_queries,
+                              rerank_max_length, tag)
+        reranker_rows(context, index, encoder, recipe, curves)
     if curves:
         suffix = "" if set(parts) == {"bi", "rerank"} else "_" + "-".join(parts)
         suffix += f"_{tag}" if tag and "rerank" in parts else ""
         plot_weights(curves, ROOT / "docs" / f"cet_weights_{dataset}_T{debias_ratio:g}{suffix}.png",
-                     f"{dataset}: CET weights, top-{HARD_POOL} mined negatives of {len(weight_qids)} train queries")
+                     f"{dataset}: CET weights, top-{HARD_POOL} mined negatives of {context.n_weight_queries} train "
+                     "queries")
 
 
 def _weight_metrics(weights: np.ndarray, hidden: np.ndarray) -> dict:
     if not hidden.any() or hidden.all():
         return {"cet_weight_mean": float(weights.mean())}
-    from sklearn.metrics import roc_auc_score
-
     return {"cet_weight_hidden_positives": float(weights[hidden].mean()),
             "cet_weight_other_negatives": float(weights[~hidden].mean()),
             "cet_weight_auc_hidden": float(roc_auc_score(hidden, weights))}

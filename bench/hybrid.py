@@ -34,9 +34,8 @@ from retriever.docstore import COMPLETE, STORE_FILE, DocumentStore
 from retriever.encoders import BiEncoder
 from retriever.errors import IndexNotFoundError
 from retriever.evaluate import evaluate_run, write_trec_run
-from retriever.filtering import collect_candidates, filter_metrics, pick_threshold
-from retriever.filtering.calibrate import DEFAULT_MAPPING, _fit_mapping, ensure_train_dev
-from retriever.filtering.fit import UNRETRIEVED_WEIGHT
+from retriever.filtering import filter_metrics, fit_relevance_model
+from retriever.filtering.calibrate import ensure_train_dev
 from retriever.filtering.store import RelevanceModel
 from retriever.hybrid_fit import fit_hybrid_side, labelled_candidates, to_run
 from retriever.pipeline import build_index, open_index, retrieve
@@ -104,13 +103,7 @@ def lexical_rows(name: str, dataset, store: DocumentStore) -> dict:
 
 def relevance_model(index, encoder, dataset, k: int = 100) -> RelevanceModel:
     """The Cosine Adapter as ``retriever calibrate`` fits it by default (mapping chosen on dev)."""
-    split = {s: collect_candidates(index, encoder, dataset, s, k) for s in ("train", "dev")}
-    adapter, mapping, _ = _fit_mapping(split, DEFAULT_MAPPING, 42, UNRETRIEVED_WEIGHT)
-    dev = split["dev"]
-    model = RelevanceModel(adapter, 0.0, {"mapping": mapping})
-    dev_scores = model.relevance(dev.query_vectors, dev.cosines)
-    model.threshold = pick_threshold(dev_scores[dev.valid], dev.labels[dev.valid])
-    return model
+    return fit_relevance_model(index, encoder, dataset, k).model
 
 
 def hybrid_rows(name, index, encoder, dataset, store, model_name: str, runs: dict, tag: str = "") -> None:

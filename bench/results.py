@@ -6,7 +6,9 @@ the record with the same (dataset, split, method, model) key.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -35,10 +37,8 @@ def commit() -> str:
 
 def hardware() -> str:
     """Where the number was measured: the GPU's name, or the CPU core count."""
-    import os
-
     try:
-        import torch
+        import torch  # here: ``python -m bench.results`` re-renders the table without loading torch
 
         if torch.cuda.is_available():
             return torch.cuda.get_device_name(0)
@@ -114,8 +114,6 @@ def remove(dataset: str, method: str, model: str | None = None, split: str = "te
 
 @contextmanager
 def _locked():
-    import fcntl
-
     with open(RESULTS.with_suffix(".lock"), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -191,7 +189,7 @@ def render(rows: list[dict[str, Any]] | None = None) -> str:
 
 def write_significance(dataset: str, split: str, label: str, qrels, runs: dict) -> Path:
     """ranx paired t-test report over the given runs, as ``docs/significance/<dataset>_<split>_<label>.md``."""
-    from retriever.evaluate import compare_runs
+    from retriever.evaluate import compare_runs  # here: rendering the table needs neither ranx nor sklearn
 
     report = compare_runs(qrels, runs)
     path = ROOT / "docs" / "significance" / f"{dataset}_{split}_{label}.md"

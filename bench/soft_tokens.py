@@ -41,6 +41,35 @@ def _train(dataset: str, method: str, config: dict, objective: str, budget_s: fl
     return json.loads(summary_path.read_text()) | {"output": str(output)}
 
 
+def _evaluate_and_record(data, dataset: str, method: str, summary: dict, zero_index, zero, side: str,
+                         settings: dict) -> dict:
+    """Test metrics of one trained run with its paired t-test against zero-shot; returns its test run. A
+    query-side run searches the zero-shot index as it is (same document vectors, nothing re-encoded)."""
+    start = time.perf_counter()
+    encoder = BiEncoder.load(summary["output"], show_progress=True)
+    encode_seconds = 0.0
+    index = zero_index
+    if side != "query":
+        index, _, _ = build_index(data, encoder, f"{dataset}-{method}", root=ROOT / "indexes")
+        encode_seconds = time.perf_counter() - start
+    report = evaluate_index(index, encoder, data, split="test", k=1000)
+    test = paired_test(data.qrels("test"), report.run, zero.run)
+    save_run(report.run, f"{dataset}-test-{method}")
+    metrics = report.metrics | {
+        "p_vs_zero_shot": f"{test['p']:.2g}", "delta_vs_zero_shot": test["delta"],
+        "trainable_params": summary["trainable_params"], "train_seconds": summary["train_seconds"],
+        "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
+        "best_dev_ndcg@10": summary["best_dev_ndcg@10"], "learning_rate": settings["learning_rate"],
+        "temperature": summary["tau"], "rows": settings["rows"], "objective": settings["objective"],
+        "eval_seconds": time.perf_counter() - start,
+        "corpus_encode_seconds": encode_seconds,
+    }
+    logger.info("%s: nDCG@10 %.4f (zero-shot %.4f, p = %.3g)", method, report.metrics["ndcg@10"],
+                zero.metrics["ndcg@10"], test["p"])
+    record(dataset, "test", method, "all-MiniLM-L6-v2 (frozen)", metrics, summary["train_seconds"])
+    return report.run
+
+
 def main(
     dataset: str = typer.Option("scifact"),
     side: str = typer.Option("query"),
@@ -83,29 +112,8 @@ def main(
                 early_stopping_patience=patience, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
                 loss=loss, rows=rows, negatives_file=negatives_file, n_negatives=n_negatives), objective,
                  time_budget_min * 60 if time_budget_min else None)
-            start = time.perf_counter()
-            encoder = BiEncoder.load(summary["output"], show_progress=True)
-            encode_seconds = 0.0
-            index = zero_index  # query side: same document vectors, nothing to re-encode
-            if side != "query":
-                index, _, _ = build_index(data, encoder, f"{dataset}-{method}", root=ROOT / "indexes")
-                encode_seconds = time.perf_counter() - start
-            report = evaluate_index(index, encoder, data, split="test", k=1000)
-            test = paired_test(qrels, report.run, zero.run)
-            save_run(report.run, f"{dataset}-test-{method}")
-            runs[method] = report.run
-            metrics = report.metrics | {
-                "p_vs_zero_shot": f"{test['p']:.2g}", "delta_vs_zero_shot": test["delta"],
-                "trainable_params": summary["trainable_params"], "train_seconds": summary["train_seconds"],
-                "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
-                "best_dev_ndcg@10": summary["best_dev_ndcg@10"], "learning_rate": f"{learning_rate:g}",
-                "temperature": summary["tau"], "rows": rows, "objective": objective,
-                "eval_seconds": time.perf_counter() - start,
-                "corpus_encode_seconds": encode_seconds,
-            }
-            logger.info("%s: nDCG@10 %.4f (zero-shot %.4f, p = %.3g)", method, report.metrics["ndcg@10"],
-                        zero.metrics["ndcg@10"], test["p"])
-            record(dataset, "test", method, "all-MiniLM-L6-v2 (frozen)", metrics, summary["train_seconds"])
+            runs[method] = _evaluate_and_record(data, dataset, method, summary, zero_index, zero, side, {
+                "learning_rate": f"{learning_rate:g}", "rows": rows, "objective": objective})
     label = f"soft-tokens-{side}" + ("-adore" if objective == "adore" else "") + tag
     write_significance(dataset, "test", label, qrels, runs)
 

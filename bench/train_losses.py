@@ -28,6 +28,35 @@ from training.trainer import train
 logger = logging.getLogger("bench.train_losses")
 
 
+def _loss_row(data, dataset: str, name: str, config: TrainConfig, zero_run, variant: str, mw_normalize: str,
+              max_pairs: int | None):
+    """Train ``config`` (unless finished), index and evaluate it on test, record the row with its paired
+    t-test against zero-shot and save its run; returns the evaluation report."""
+    split, loss, output = "test", config.loss, config.output
+    summary_path = output / "train_summary.json"
+    if not summary_path.is_file():
+        train(config)
+    summary = json.loads(summary_path.read_text())
+    start = time.perf_counter()
+    encoder = BiEncoder.load(str(output), show_progress=True)
+    index, _, _ = build_index(data, encoder, name, root=ROOT / "indexes")
+    report = evaluate_index(index, encoder, data, split=split, k=1000)
+    metrics = report.metrics | {
+        "train_seconds": summary["train_seconds"], "samples_per_s": summary["samples_per_s"],
+        "train_rows": summary["rows"], "tau": summary["tau"], "steps": summary["steps"], "epochs": config.epochs,
+        "best_dev_ndcg@10": summary.get("best_dev_ndcg@10"),
+    }
+    test = paired_test(data.qrels(split), report.run, zero_run)
+    metrics |= {"p_vs_zero_shot": f"{test['p']:.2g}", "delta_vs_zero_shot": test["delta"]}
+    label = f"all-MiniLM-L6-v2+{loss}" + (f" (tau={config.tau:g}, norm={mw_normalize})" if variant else "")
+    if max_pairs:
+        metrics["max_pairs"] = max_pairs
+        label += f" ({max_pairs} pairs)"
+    record(dataset, split, loss, label, metrics, summary["train_seconds"] + time.perf_counter() - start)
+    write_trec_run(report.run, ROOT / "bench" / "runs" / f"{name}-{split}.trec", tag=loss)
+    return report
+
+
 def main(
     dataset: str = typer.Option("scifact"),
     losses: list[str] = typer.Option(["mnrl", "contrastive", "mw"], "--loss"),
@@ -68,27 +97,7 @@ def main(
                              min_epochs=min_epochs,
                              temperature=temperature, mw_normalize=mw_normalize, max_steps=max_steps,
                              resume=(output / "checkpoints").is_dir())
-        summary_path = output / "train_summary.json"
-        if not summary_path.is_file():
-            train(config)
-        summary = json.loads(summary_path.read_text())
-        start = time.perf_counter()
-        encoder = BiEncoder.load(str(output), show_progress=True)
-        index, _, _ = build_index(data, encoder, name, root=ROOT / "indexes")
-        report = evaluate_index(index, encoder, data, split=split, k=1000)
-        metrics = report.metrics | {
-            "train_seconds": summary["train_seconds"], "samples_per_s": summary["samples_per_s"],
-            "train_rows": summary["rows"], "tau": summary["tau"], "steps": summary["steps"], "epochs": epochs,
-            "best_dev_ndcg@10": summary.get("best_dev_ndcg@10"),
-        }
-        test = paired_test(qrels, report.run, zero_run)
-        metrics |= {"p_vs_zero_shot": f"{test['p']:.2g}", "delta_vs_zero_shot": test["delta"]}
-        label = f"all-MiniLM-L6-v2+{loss}" + (f" (tau={config.tau:g}, norm={mw_normalize})" if variant else "")
-        if max_pairs:
-            metrics["max_pairs"] = max_pairs
-            label += f" ({max_pairs} pairs)"
-        record(dataset, split, loss, label, metrics, summary["train_seconds"] + time.perf_counter() - start)
-        write_trec_run(report.run, ROOT / "bench" / "runs" / f"{name}-{split}.trec", tag=loss)
+        report = _loss_row(data, dataset, name, config, zero_run, variant, mw_normalize, max_pairs)
         runs[f"{loss}{variant}"], curves[f"{loss}{variant}"] = report.run, (report.auc.labels, report.auc.scores)
 
     if len(runs) > 1:

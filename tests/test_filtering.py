@@ -3,7 +3,15 @@ import pytest
 import torch
 
 from retriever.data import load_beir
-from retriever.filtering import MAPPINGS, CosineAdapter, calibrate, filter_metrics, load_relevance_model, pick_threshold
+from retriever.filtering import (
+    MAPPINGS,
+    CosineAdapter,
+    calibrate,
+    filter_metrics,
+    fit_relevance_model,
+    load_relevance_model,
+    pick_threshold,
+)
 from retriever.filtering.candidates import collect_candidates
 from retriever.filtering.fit import fit_adapter
 from retriever.index import load_index
@@ -82,3 +90,22 @@ def test_adapter_learns_a_cross_query_calibration(tiny_dir, encoder, tmp_path) -
     with torch.no_grad():
         probs = adapter(torch.from_numpy(train.query_vectors), torch.from_numpy(train.cosines)).numpy()
     assert probs[train.labels].mean() > 3 * probs[~train.labels & train.valid].mean()
+
+
+def test_fit_relevance_model_is_what_calibrate_fits(tiny_dir, encoder, tmp_path) -> None:
+    """One fit for ``retriever calibrate`` and the benches' hybrid first stages: the same adapter mapping and
+    dev threshold; with target recall 0.95 and a handful of dev positives that threshold keeps all of them,
+    so it is the lowest relevance of a retrieved dev positive."""
+    ds = load_beir(tiny_dir)
+    index, manifest, _ = build_index(ds, encoder, "tiny", root=tmp_path, use_gpu=False, lexical=False)
+    fitted = fit_relevance_model(index, encoder, ds, k=5)
+    assert set(fitted.candidates) == {"train", "dev"} and set(fitted.dev_pr_auc) == set(MAPPINGS)
+    assert fitted.mapping == max(fitted.dev_pr_auc, key=fitted.dev_pr_auc.get) == fitted.model.info["mapping"]
+    dev = fitted.candidates["dev"]
+    relevance = fitted.model.relevance(dev.query_vectors, dev.cosines)
+    assert 0 < dev.labels.sum() < 20
+    assert fitted.model.threshold == pytest.approx(relevance[dev.labels & dev.valid].min())
+
+    report = calibrate(index, manifest, encoder, ds, k=5)
+    assert (report.mapping, report.threshold) == (fitted.mapping, pytest.approx(fitted.model.threshold))
+    assert report.splits == {s: len(c.query_ids) for s, c in fitted.candidates.items()} | {"test": 4}

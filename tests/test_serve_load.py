@@ -1,9 +1,9 @@
-"""bench/serve_load.py's server start-up: its stderr must not be a pipe nobody drains."""
+"""The serving benches' server start-up (bench/load_client.py): its stderr must not be a pipe nobody drains."""
 
 import sys
 from pathlib import Path
 
-from bench.serve_load import free_port, log_tail, start
+from bench.load_client import free_port, log_tail, start
 
 NOISY_SERVER = """
 import sys

@@ -53,7 +53,7 @@ def test_reranker_architecture_detection(tmp_path: Path) -> None:
         "causal-lm", "cross-encoder", "cross-encoder", "causal-lm"]
     assert [is_cross_encoder(p) for p in (lm, bert, None, "")] == [False, True, False, False]
     assert ARCHITECTURES["cross-encoder"].load_class().__name__ == "CrossEncoderReranker"
-    with pytest.raises(ModelError, match="unknown reranker architecture 'colbert'"):
+    with pytest.raises(UnknownNameError, match="unknown reranker architecture 'colbert'"):
         architecture("colbert")
 
 
@@ -106,7 +106,8 @@ def test_every_table_refuses_an_unknown_name_with_the_same_message() -> None:
     from training.rerank_objectives import OBJECTIVES, objective
 
     lookups = [(loss_spec, LOSSES, "loss"), (objective, OBJECTIVES, "objective"),
-               (backend_entry, BACKENDS, "vector store backend")]
+               (backend_entry, BACKENDS, "vector store backend"),
+               (architecture, ARCHITECTURES, "reranker architecture")]
     for lookup, table, kind in lookups:
         with pytest.raises(UnknownNameError) as error:
             lookup("nope")

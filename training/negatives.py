@@ -15,6 +15,8 @@ from retriever.data import BeirDataset
 from retriever.encoders import BiEncoder
 from retriever.errors import DataError
 from retriever.index import IndexManifest, VectorStore
+from retriever.pipeline import positive_scores
+from retriever.search import rank_queries
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +119,6 @@ def mine_from_index(dataset: BeirDataset, split: str, index_name, index: VectorS
     if mode != "dense":
         if params.max_score is not None or params.relative_margin is not None:
             raise DataError("max_score and relative_margin are cosine margins: mine with mode 'dense'")
-        from retriever.search import rank_queries
-
         queries = [dataset.queries[q] for q in dataset.qrels(split)]
         ranking = rank_queries(index_name, index, manifest, encoder, queries, params.top_k + params.skip_top + 50,
                                mode, fusion)
@@ -131,7 +131,5 @@ def mine_from_index(dataset: BeirDataset, split: str, index_name, index: VectorS
 
 def _positive_floor(dataset, encoder, qids, qvec, qrels) -> dict[str, float]:
     """Each query's lowest positive score, for the relative margin."""
-    from retriever.pipeline import positive_scores
-
     scores = positive_scores(dataset, encoder, {q: qrels[q] for q in qids})
     return {q: min(scores[q].values()) for q in qids if q in scores}

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 
 from retriever.atomic import atomic_write_json
 from retriever.data import BeirDataset, load_dataset
-from retriever.encoders import DEFAULT_MODEL_ID, load_sentence_transformer
+from retriever.encoders import DEFAULT_MODEL_ID, EmbeddingCache, TextEncoder, load_sentence_transformer
 from retriever.encoders.bi_encoder import TOWERS_FILE
 from retriever.encoders.soft_tokens import PROMPTS_FILE, add_soft_tokens
 from retriever.encoders.text_encoder import resolve_model_path
@@ -64,8 +64,6 @@ def trainable_parameters(model: torch.nn.Module) -> int:
 
 
 def _frozen_vectors(base, config: SoftTokensConfig, dataset: BeirDataset, doc_ids: list[str]) -> torch.Tensor:
-    from retriever.encoders import EmbeddingCache, TextEncoder
-
     encoder = TextEncoder(base, resolve_model_path(config.model)[1], EmbeddingCache(), show_progress=True)
     return torch.from_numpy(encoder.encode(dataset.doc_texts(doc_ids), "document"))
 

@@ -15,7 +15,8 @@ import typer
 from retriever.cli.calibrate_command import calibrate_command
 from retriever.cli.data_commands import data_app
 from retriever.cli.export_command import export_app
-from retriever.cli.index_commands import eval_command, index_app, rerank_command, search_command
+from retriever.cli.index_commands import index_app
+from retriever.cli.query_commands import eval_command, rerank_command, search_command
 from retriever.errors import RetrieverError
 
 app = typer.Typer(

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 ForceOpt = typer.Option(False, "--force", help="Run even if the dataset is not the one the index was built from.")
+DataOpt = typer.Option(..., "--data", "-d", help="Dataset name (on the data path) or BEIR folder.")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 # Wide enough for the tables when output is piped or logged (no terminal to measure).
 console = Console(width=None if sys.stdout.isatty() else 160)

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from retriever.cli.common import emit
 from retriever.data import load_dataset
+from retriever.data.derive import hide_positives
 
 data_app = typer.Typer(help="Inspect BEIR-layout datasets.", no_args_is_help=True)
 
@@ -49,7 +50,5 @@ def hide_positives_command(
     seed: int = typer.Option(42),
 ) -> None:
     """Derive a dataset with part of the train positives hidden (controlled false-negative experiments)."""
-    from retriever.data.derive import hide_positives
-
     path = hide_positives(load_dataset(data), output, fraction, seed)
     typer.echo(f"{path}: {fraction:.0%} of train positives hidden (listed in {path}/hidden_positives.tsv)")

@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from retriever.cli.common import emit
+from retriever.onnx.exporter import export_onnx
 
 export_app = typer.Typer(help="Export models for other runtimes.", no_args_is_help=True)
 
@@ -27,8 +28,6 @@ def onnx_command(
     """Write onnx/model.onnx (and model_O2.onnx, model_qint8_<isa>.onnx) in sentence-transformers' layout,
     with onnx/export.json recording each backend's guard. fp32 must reach cosine >= 0.9999 to torch; int8
     must keep nDCG@10 within 0.005 of fp32 (else it is refused and deleted)."""
-    from retriever.onnx.exporter import export_onnx
-
     if kind not in ("auto", "bi-encoder", "cross-encoder"):
         raise typer.BadParameter(f"unknown kind '{kind}'", param_hint="--kind")
     if quantize not in (None, "int8"):

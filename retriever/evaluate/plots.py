@@ -11,14 +11,16 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from retriever.atomic import atomic_write_bytes
 
 
-def new_figure(figsize: tuple[float, float]):
-    """A ``(figure, axes)`` pair on the headless Agg backend: the one plot set-up (then :func:`save_png`)."""
+def new_figure(figsize: tuple[float, float], **subplots):
+    """A ``(figure, axes)`` pair on the headless Agg backend: the one plot set-up (then :func:`save_png`).
+    ``subplots`` (``ncols``, ``squeeze``, ...) go to ``plt.subplots``. matplotlib is imported here, not at the
+    top: the backend must be chosen before pyplot loads, and the CLI starts without it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=figsize)
+    return plt.subplots(figsize=figsize, **subplots)
 
 
 def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str = "ROC") -> Path:

@@ -18,6 +18,8 @@ __all__ = [
 ]
 
 from retriever.filtering.calibrate import CalibrationReport, calibrate, plot_calibration  # noqa: E402
+from retriever.filtering.relevance import FittedRelevance, fit_relevance_model  # noqa: E402
 from retriever.filtering.store import RelevanceModel, load_relevance_model  # noqa: E402
 
-__all__ += ["CalibrationReport", "RelevanceModel", "calibrate", "load_relevance_model", "plot_calibration"]
+__all__ += ["CalibrationReport", "FittedRelevance", "RelevanceModel", "calibrate", "fit_relevance_model",
+            "load_relevance_model", "plot_calibration"]

@@ -7,23 +7,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve
+from sklearn.metrics import precision_recall_curve
 
 from retriever.data import BeirDataset
 from retriever.data.splits import partition_queries
 from retriever.encoders import BiEncoder
 from retriever.evaluate.plots import new_figure, save_png
-from retriever.filtering.adapter import MAPPINGS
-from retriever.filtering.candidates import Candidates, collect_candidates
-from retriever.filtering.fit import UNRETRIEVED_WEIGHT, adapter_scores, fit_adapter
+from retriever.filtering.candidates import Candidates
+from retriever.filtering.fit import UNRETRIEVED_WEIGHT, adapter_scores
 from retriever.filtering.metrics import FilterMetrics, filter_metrics, pick_threshold, top_ratio_scores
+from retriever.filtering.relevance import DEFAULT_MAPPING, fit_relevance_model
 from retriever.filtering.store import save_with_adapter
 from retriever.index import IndexManifest, VectorStore
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("filter-raw-cosine", "filter-cosine-adapter", "filter-top-ratio")
-DEFAULT_MAPPING = "auto"  # the best mapping differs by dataset on dev (SciFact linear, NFCorpus power): findings
+ADAPTER_METHOD = "filter-cosine-adapter"  # the method whose threshold the index keeps
 
 
 @dataclass
@@ -78,15 +78,16 @@ def calibrate(
     ``auto`` fits every mapping and keeps the best on dev (PR-AUC). With ``store`` (an index's lexical side),
     also fit the calibrated fusion and tune the hybrid fusions (:func:`retriever.hybrid_fit.fit_hybrid_side`)."""
     dataset, notes = ensure_train_dev(dataset, seed)
-    split = {s: collect_candidates(index, encoder, dataset, s, k) for s in ("train", "dev", "test")
-             if s in dataset.splits}
-    adapter, mapping, by_mapping = _fit_mapping(split, mapping, seed, unretrieved_weight)
-    if by_mapping:
-        notes.append("mapping chosen on dev PR-AUC: " + ", ".join(f"{m} {v:.4f}" for m, v in by_mapping.items()))
-    dev_scores = method_scores(split["dev"], adapter)
-    thresholds = {m: pick_threshold(s[split["dev"].valid], split["dev"].labels[split["dev"].valid],
-                                    target_recall, target_precision) for m, s in dev_scores.items()}
-    evaluation = split.get("test", split["dev"])
+    fitted = fit_relevance_model(index, encoder, dataset, k, mapping, seed, unretrieved_weight, target_recall,
+                                 target_precision, extra_splits=("test",))
+    split, adapter, model = fitted.candidates, fitted.model.adapter, fitted.model
+    if fitted.dev_pr_auc:
+        notes.append("mapping chosen on dev PR-AUC: " + ", ".join(f"{m} {v:.4f}" for m, v in fitted.dev_pr_auc.items()))
+    dev = split["dev"]
+    thresholds = {m: pick_threshold(s[dev.valid], dev.labels[dev.valid], target_recall, target_precision)
+                  for m, s in method_scores(dev, adapter).items() if m != ADAPTER_METHOD}
+    thresholds[ADAPTER_METHOD] = model.threshold
+    evaluation = split.get("test", dev)
     if "test" not in split:
         notes.append("no test split: metrics are on dev, where the thresholds were chosen")
     metrics, curves = {}, {}
@@ -94,38 +95,20 @@ def calibrate(
         metrics[method] = filter_metrics(scores, evaluation.labels, evaluation.valid, thresholds[method])
         curves[method] = (scores[evaluation.valid], evaluation.labels[evaluation.valid], thresholds[method])
     target = {"recall": target_recall} if target_precision is None else {"precision": target_precision}
-    report = CalibrationReport(evaluation.k, mapping, target, thresholds["filter-cosine-adapter"], metrics,
+    report = CalibrationReport(evaluation.k, fitted.mapping, target, model.threshold, metrics,
                                {s: len(c.query_ids) for s, c in split.items()}, notes, curves)
-    info = {"threshold": report.threshold, "target": target, "k": evaluation.k, "dataset": dataset.name,
-            "fitted_on": "train", "threshold_on": "dev", "unretrieved_weight": unretrieved_weight,
-            "test_metrics": metrics["filter-cosine-adapter"].as_dict()}
+    model.info = {"threshold": report.threshold, "target": target, "k": evaluation.k, "dataset": dataset.name,
+                  "fitted_on": "train", "threshold_on": "dev", "unretrieved_weight": unretrieved_weight,
+                  "test_metrics": metrics[ADAPTER_METHOD].as_dict()}
     if store is not None and store.has_lexical:
-        from retriever.filtering.store import RelevanceModel
-        from retriever.hybrid_fit import fit_hybrid_side
+        from retriever.hybrid_fit import fit_hybrid_side  # here: hybrid_fit imports retriever.filtering
 
-        model = RelevanceModel(adapter, report.threshold, info)
         report.hybrid = fit_hybrid_side(index, store, encoder, dataset, model, target_recall=target_recall,
                                         target_precision=target_precision, seed=seed)
-        info["hybrid"] = report.hybrid
+        model.info["hybrid"] = report.hybrid
     if save_to is not None:
-        save_with_adapter(index, manifest, adapter, info, save_to)
+        save_with_adapter(index, manifest, adapter, model.info, save_to)
     return report
-
-
-def _fit_mapping(split: dict, mapping: str, seed: int, unretrieved_weight: float):
-    """The adapter of ``mapping``, or with ``auto`` the mapping whose adapter has the best dev PR-AUC."""
-    dev = split["dev"]
-    if mapping != "auto":
-        return fit_adapter(split["train"], dev, mapping=mapping, seed=seed, show_progress=True,
-                           unretrieved_weight=unretrieved_weight), mapping, {}
-    fitted, scores = {}, {}
-    for name in MAPPINGS:
-        fitted[name] = fit_adapter(split["train"], dev, mapping=name, seed=seed, show_progress=True,
-                                   unretrieved_weight=unretrieved_weight)
-        scores[name] = float(average_precision_score(dev.labels[dev.valid],
-                                                     adapter_scores(fitted[name], dev)[dev.valid]))
-    best = max(scores, key=scores.get)
-    return fitted[best], best, scores
 
 
 def plot_calibration(report: CalibrationReport, path: Path, title: str) -> Path:

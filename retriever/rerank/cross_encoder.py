@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sentence_transformers import CrossEncoder
 
+from retriever.encoders import model_fingerprint
 from retriever.errors import ModelError
+from retriever.onnx.files import check_backend_name, default_backend
+from retriever.onnx.runtime import open_export, score_onnx
 from retriever.rerank.base import length_sorted_batches, read_settings
 
 
@@ -17,10 +21,6 @@ class CrossEncoderReranker:
 
     def __init__(self, path: str, batch_size: int = 64, max_length: int | None = None,
                  device: str | None = None, backend: str | None = None) -> None:
-        from sentence_transformers import CrossEncoder
-
-        from retriever.onnx.files import check_backend_name, default_backend
-
         backend = check_backend_name(backend or default_backend())
         max_length = max_length or read_settings(path).get("max_length")  # the length it was trained with
         try:
@@ -33,9 +33,6 @@ class CrossEncoderReranker:
         self.model.eval()
         self.onnx = None
         if backend != "torch" and not (backend == "auto" and self.model.device.type != "cpu"):
-            from retriever.encoders import model_fingerprint
-            from retriever.onnx.runtime import open_export
-
             backend, self.onnx = open_export(path, path, model_fingerprint(self.model.model), backend)
         self.backend = backend if self.onnx is not None else "torch"
         self.name = f"cross-encoder:{path}"
@@ -45,8 +42,6 @@ class CrossEncoderReranker:
         if len(queries) != len(documents):
             raise ValueError("queries and documents must have the same length")
         if self.onnx is not None:
-            from retriever.onnx.runtime import score_onnx
-
             return score_onnx(self.model.tokenizer, self.onnx, queries, documents, self.model.max_length,
                               self.batch_size)
         scores = np.zeros(len(queries), dtype=np.float32)

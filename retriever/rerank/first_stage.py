@@ -10,8 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retriever.data import BeirDataset
-from retriever.docstore import COMPLETE, STORE_FILE, DocumentStore
+from retriever.docstore import DocumentStore
+from retriever.encoders import BiEncoder
 from retriever.errors import RetrieverError
+from retriever.filtering import fit_relevance_model
+from retriever.hybrid_fit import fit_hybrid_side, labelled_candidates, to_run
+from retriever.index import resolve_index_dir
+from retriever.pipeline import open_index, open_store, retrieve
+from retriever.search import calibrated_relevance, fuse, fusion_params, require_store
 from retriever.types import Run
 
 logger = logging.getLogger(__name__)
@@ -46,52 +52,37 @@ class FirstStageSpec:
         model = f"-{Path(self.dense_model).name.removeprefix(dataset + '-')}" if self.dense_model else ""
         return f"{dataset}-hybrid-{self.fusion}{model}"
 
+    def check(self) -> None:
+        """Refuse, before any training or encoding, an index that is missing or (hybrid) has no lexical side."""
+        resolve_index_dir(self.index)
+        if self.kind == "hybrid":
+            lexical_store(self.index).close()
 
-def _lexical_store(folder: Path, dataset: BeirDataset) -> DocumentStore:
-    """The index's document store with its FTS5 side, filled once if an older index lacks it."""
-    store = DocumentStore(folder / STORE_FILE, lexical=True)
-    if len(store) < len(dataset.corpus):
-        store.upsert((d, doc["title"], doc["text"], dataset.doc_metadata.get(d)) for d, doc in dataset.corpus.items())
-        store.set_meta(COMPLETE, "1")
+
+def lexical_store(folder: Path) -> DocumentStore:
+    """The index's document store with its lexical side. An index without one is refused with the error and
+    message the service answers 409 with (:class:`~retriever.lexical.NoLexicalSideError`); nothing is built
+    into the index behind the caller's back."""
+    store = open_store(folder)
+    require_store(store, "hybrid", index_name=Path(folder).name)
     return store
-
-
-def relevance_model(index, encoder, dataset: BeirDataset, k: int = 100, seed: int = 42):
-    """The Cosine Adapter as ``retriever calibrate`` fits it by default (mapping chosen on dev)."""
-    from retriever.filtering import collect_candidates, pick_threshold
-    from retriever.filtering.calibrate import DEFAULT_MAPPING, _fit_mapping
-    from retriever.filtering.fit import UNRETRIEVED_WEIGHT
-    from retriever.filtering.store import RelevanceModel
-
-    split = {s: collect_candidates(index, encoder, dataset, s, k) for s in ("train", "dev")}
-    adapter, mapping, _ = _fit_mapping(split, DEFAULT_MAPPING, seed, UNRETRIEVED_WEIGHT)
-    dev = split["dev"]
-    model = RelevanceModel(adapter, 0.0, {"mapping": mapping})
-    model.threshold = pick_threshold(model.relevance(dev.query_vectors, dev.cosines)[dev.valid], dev.labels[dev.valid])
-    return model
 
 
 def first_stage_runs(spec: FirstStageSpec, dataset: BeirDataset, query_ids: dict[str, list[str]],
                      depth: int = 100) -> tuple[dict[str, Run], dict]:
     """``{split: run}`` for the given query ids of each split, and what was fitted (hybrid: the side)."""
-    from retriever.encoders import BiEncoder
-    from retriever.pipeline import open_index, retrieve
-
+    store = lexical_store(spec.index) if spec.kind == "hybrid" else None  # refused before any encoding
     encoder = BiEncoder.load(spec.dense_model, show_progress=False) if spec.dense_model else None
     index, _, encoder = open_index(spec.index, encoder)  # refuses a model of another document tower
-    if spec.kind == "dense":
+    if store is None:
         return {s: retrieve(index, encoder, {q: dataset.queries[q] for q in qids}, k=depth)
                 for s, qids in query_ids.items()}, {}
-    return _hybrid_runs(spec, index, encoder, dataset, query_ids)
+    return _hybrid_runs(spec, index, store, encoder, dataset, query_ids)
 
 
-def _hybrid_runs(spec: FirstStageSpec, index, encoder, dataset: BeirDataset,
+def _hybrid_runs(spec: FirstStageSpec, index, store: DocumentStore, encoder, dataset: BeirDataset,
                  query_ids: dict[str, list[str]]) -> tuple[dict[str, Run], dict]:
-    from retriever.hybrid_fit import fit_hybrid_side, labelled_candidates, to_run
-    from retriever.search import calibrated_relevance, fuse, fusion_params
-
-    store = _lexical_store(spec.index, dataset)
-    adapter = relevance_model(index, encoder, dataset)
+    adapter = fit_relevance_model(index, encoder, dataset).model  # as ``retriever calibrate`` fits it
     side = fit_hybrid_side(index, store, encoder, dataset, adapter)
     params = fusion_params({"hybrid": side}, fusion=spec.fusion)
     runs = {}

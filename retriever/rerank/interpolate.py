@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from retriever.evaluate import evaluate_run
 from retriever.types import Qrels, Run
 
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 2)
@@ -75,8 +76,6 @@ def pick_weight(qrels: Qrels, reranked: Run, first_stage: Run, depth: int, metri
                 weights: np.ndarray = WEIGHTS) -> tuple[float, dict[float, float]]:
     """The weight with the best ``metric`` on ``qrels`` (a dev split: never tune it on test), the largest
     on ties (closest to the pure rerank), and the metric at every weight tried."""
-    from retriever.evaluate import evaluate_run
-
     judged = {q: qrels[q] for q in first_stage if q in qrels}
     by_weight = {float(w): evaluate_run(judged, interpolate_runs(reranked, first_stage, float(w), depth),
                                         (metric,))[metric] for w in weights}

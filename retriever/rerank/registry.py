@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from retriever.errors import ModelError
 from retriever.rerank.base import read_settings
 from retriever.rerank.lm_weights import SMOLLM2_ALIASES
+from retriever.tables import table_entry
 
 
 def _is_causal_lm(path: str) -> bool:
@@ -49,10 +49,8 @@ ARCHITECTURES: dict[str, RerankerArch] = {
 
 
 def architecture(name: str) -> RerankerArch:
-    try:
-        return ARCHITECTURES[name]
-    except KeyError:
-        raise ModelError(f"unknown reranker architecture '{name}': one of {', '.join(ARCHITECTURES)}") from None
+    """The table's entry; an unknown name is refused as every table refuses one (:func:`table_entry`)."""
+    return table_entry(ARCHITECTURES, "reranker architecture", name)
 
 
 def reranker_arch(path: str) -> str:

@@ -1,0 +1,43 @@
+"""bench.rerankers' first-stage options: ``best`` resolves to the best trained retriever's index (as the
+recorded commands of earlier rows say), and a bad list is refused before any training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+
+import bench.rerank_eval as rerank_eval
+from bench.rerankers import checked_first_stages
+
+
+def _row(method: str, ndcg: float, hardware: str = "cpu x2", dataset: str = "scifact") -> dict:
+    return {"dataset": dataset, "split": "test", "method": method, "model": "m", "hardware": hardware,
+            "metrics": {"ndcg@10": ndcg, "auc_global": 0.9}}
+
+
+def test_best_first_stage_is_the_best_trained_index_here(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("scifact-star", "scifact-adore-star"):
+        (tmp_path / name).mkdir()
+    rows = [_row("zero-shot", 0.9), _row("star", 0.70), _row("adore-star", 0.72), _row("mw-star", 0.8),
+            _row("adore", 0.95, hardware="NVIDIA H200"), _row("adore-star", 0.99, dataset="nfcorpus")]
+    monkeypatch.setattr(rerank_eval, "INDEXES", tmp_path)
+    monkeypatch.setattr(rerank_eval, "load", lambda: rows)
+    monkeypatch.setattr(rerank_eval, "hardware", lambda: "cpu x2")
+    # zero-shot, another machine's row, another dataset and a row without an index here are passed over
+    spec = rerank_eval.parse_first_stage("best", "scifact")
+    assert (spec.kind, spec.index, spec.label) == ("dense", tmp_path / "scifact-adore-star", "scifact-adore-star")
+    assert rerank_eval.parse_first_stage("scifact-star", "scifact").index == tmp_path / "scifact-star"
+    monkeypatch.setattr(rerank_eval, "load", lambda: [_row("zero-shot", 0.9)])
+    with pytest.raises(typer.BadParameter, match="no trained retriever of scifact"):
+        rerank_eval.parse_first_stage("best", "scifact")
+
+
+def test_a_missing_first_stage_index_is_a_bad_parameter(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(rerank_eval, "INDEXES", tmp_path)
+    with pytest.raises(typer.BadParameter, match="no index") as error:
+        checked_first_stages(["scifact-zero-shot"], "scifact")
+    assert error.value.param_hint == "--first-stage"
+    with pytest.raises(typer.BadParameter, match="use dense:INDEX or hybrid:FUSION:INDEX"):
+        checked_first_stages(["hybrid:tmm"], "scifact")
