@@ -1,0 +1,102 @@
+"""The reranker loop on transformers' Trainer (issue 17, item 3): a run killed after a checkpoint and resumed
+ends where an uninterrupted run ends (parameters, losses; CET's selection model too), and two processes under
+torchrun (gloo, CPU) train one reranker with one log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from retriever.errors import RetrieverError
+from tests.test_rerankers import make_tiny_causal_lm
+from tests.torchrun import torchrun_train
+from training import callbacks
+from training.negatives import NegativesFile
+from training.rerank_config import RerankerConfig
+from training.rerank_trainer import train_reranker
+from training.run_log import LOG_FILE, read_log
+
+RUNS = {"ce-cl": {"objective": "cl"}, "ce-cet": {"objective": "pair", "debias": "cet"},
+        "lm-sft": {"arch": "causal-lm", "objective": "sft", "max_length": 200}}
+
+
+class Crash(RuntimeError):
+    pass
+
+
+@pytest.fixture
+def negatives(tmp_path: Path) -> Path:
+    queries = ("q1", "q2", "q3", "q4", "q5", "q6")
+    mined = NegativesFile("tiny", "train", "x", "y", None, {}, {q: [f"d{i}" for i in range(1, 13)] for q in queries})
+    return mined.save(tmp_path / "negatives.json")
+
+
+def _config(name: str, model: Path, tiny_dir: Path, negatives: Path, output: Path) -> RerankerConfig:
+    # 8 training groups, 2 a step: 4 steps an epoch, so the 6 steps cross an epoch boundary
+    fields = dict(model=str(model), data=str(tiny_dir), negatives_file=negatives, n_hard=2, n_easy=1, batch_size=2,
+                  max_length=32, max_steps=6, save_steps=2, learning_rate=1e-3, head_learning_rate=5e-3,
+                  output=output)
+    return RerankerConfig(**(fields | RUNS[name]))
+
+
+def _losses(output: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_log(output / LOG_FILE) if "loss" in r}
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    first, second = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert sorted(first) == sorted(second)
+    for name, tensor in second.items():
+        torch.testing.assert_close(first[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_reranker_resumes_where_an_uninterrupted_run_goes(name: str, tiny_dir: Path, tiny_model_dir: Path,
+                                                          negatives: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_tiny_causal_lm(tmp_path / "lm") if name.startswith("lm") else tiny_model_dir.parent / "hf"
+    whole = train_reranker(_config(name, model, tiny_dir, negatives, tmp_path / "whole"))
+    assert whole["steps"] == 6
+
+    def crash(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            raise Crash  # after checkpoint-2, before checkpoint-4: step 3 is lost
+    monkeypatch.setattr(callbacks.JsonLogCallback, "on_step_end", crash, raising=False)
+    config = _config(name, model, tiny_dir, negatives, tmp_path / "cut")
+    with pytest.raises(Crash):
+        train_reranker(config)
+    checkpoints = tmp_path / "cut" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-2"]
+    monkeypatch.undo()
+    with pytest.raises(RetrieverError, match="pass --resume"):
+        train_reranker(config)
+    resumed = train_reranker(config.model_copy(update={"resume": True}))
+
+    assert resumed["steps"] == 6
+    reference = tmp_path / "whole" / "checkpoints"
+    moved, last = load_file(reference / "checkpoint-4" / "model.safetensors"), load_file(tmp_path / "whole" /
+                                                                                       "model.safetensors")
+    assert any(not torch.equal(moved[k], last[k]) for k in last)  # steps 5-6 changed the reranker
+    _assert_same_weights(checkpoints / "checkpoint-6", reference / "checkpoint-6")
+    _assert_same_weights(tmp_path / "cut", tmp_path / "whole")  # the exported reranker: the last weights
+    if "debias" in RUNS[name]:
+        _assert_same_weights(tmp_path / "cut" / "selection", tmp_path / "whole" / "selection")
+    cut, uncut = _losses(tmp_path / "cut"), _losses(tmp_path / "whole")
+    assert sorted(cut) == [1, 2, 3, 4, 5, 6]  # step 3 logged again after the resume
+    assert cut == pytest.approx(uncut, rel=1e-5, abs=1e-7)  # same batches, same dropout masks (RNG state)
+
+
+def test_reranker_under_torchrun_writes_one_model(tiny_dir: Path, tiny_model_dir: Path, negatives: Path,
+                                                  tmp_path: Path) -> None:
+    output = tmp_path / "ddp"
+    summary = torchrun_train(["--model", str(tiny_model_dir.parent / "hf"), "--data", str(tiny_dir),
+                              "--negatives-file", str(negatives), "--n-hard", "2", "--n-easy", "1", "--batch-size",
+                              "2", "--max-length", "32", "--max-steps", "2", "--output", str(output)],
+                             command="train-reranker")
+    assert summary["steps"] == 2 and summary["pairs_per_step"] == 2 * 2 * 4  # two processes of 2 groups of 4
+    assert (output / "model.safetensors").is_file() and (output / "reranker.json").is_file()
+    assert sorted(_losses(output)) == [1, 2]  # one log, written by rank 0
+    assert (output / "training_curve.png").is_file()
