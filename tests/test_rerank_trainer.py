@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from retriever.errors import RetrieverError
+from tests import test_adore_trainer
 from tests.test_rerankers import make_tiny_causal_lm
 from tests.torchrun import torchrun_train
 from training import callbacks
@@ -21,6 +22,9 @@ from training.run_log import LOG_FILE, read_log
 
 RUNS = {"ce-cl": {"objective": "cl"}, "ce-cet": {"objective": "pair", "debias": "cet"},
         "lm-sft": {"arch": "causal-lm", "objective": "sft", "max_length": 200}}
+
+
+tiny_tower_index = test_adore_trainer.tiny_tower_index  # the tiny corpus indexed with the tiny model
 
 
 class Crash(RuntimeError):
@@ -100,3 +104,33 @@ def test_reranker_under_torchrun_writes_one_model(tiny_dir: Path, tiny_model_dir
     assert (output / "model.safetensors").is_file() and (output / "reranker.json").is_file()
     assert sorted(_losses(output)) == [1, 2]  # one log, written by rank 0
     assert (output / "training_curve.png").is_file()
+
+
+def test_reranker_dev_evaluation_keeps_the_best_and_stops_early(tiny_tower_index: Path, tiny_dir: Path,
+                                                                tiny_model_dir: Path, negatives: Path,
+                                                                tmp_path: Path) -> None:
+    output = tmp_path / "dev"
+    config = _config("ce-cl", tiny_model_dir.parent / "hf", tiny_dir, negatives, output).model_copy(update={
+        "objective": "sft", "max_steps": 12, "dev_index": str(tiny_tower_index), "dev_split": "test",
+        "dev_depth": 10, "eval_steps": 1, "early_stopping_patience": 1})
+    summary = train_reranker(config)
+    dev = {r["step"]: r["eval_dev_ndcg@10"] for r in read_log(output / LOG_FILE) if "eval_dev_ndcg@10" in r}
+    assert sorted(dev) == list(range(1, summary["steps"] + 1))  # one evaluation a step, none at step 0
+    values = list(dev.values())
+    first_drop = next(i for i in range(1, len(values)) if values[i] <= max(values[:i]))
+    assert summary["steps"] == first_drop + 1  # patience 1: the first evaluation without improvement stops
+    assert summary["best_dev_ndcg@10"] == max(values)
+    _assert_same_weights(output, output / "checkpoints" / "best")  # the best dev model is the exported one
+    assert (output / "training_curve.png").is_file() and (output / "gradient_weights.png").is_file()
+
+
+def test_former_loop_checkpoints_are_refused_not_overwritten(tiny_dir: Path, tiny_model_dir: Path, negatives: Path,
+                                                            tmp_path: Path) -> None:
+    output = tmp_path / "old-run"
+    (output / "checkpoints" / "step-40").mkdir(parents=True)
+    (output / LOG_FILE).write_text('{"step": 40, "loss": 0.5}\n')
+    for resume in (False, True):
+        config = _config("ce-cl", tiny_model_dir.parent / "hf", tiny_dir, negatives, output)
+        with pytest.raises(RetrieverError, match="former reranker loop .step-40.*another --output"):
+            train_reranker(config.model_copy(update={"resume": resume}))
+    assert (output / LOG_FILE).read_text() == '{"step": 40, "loss": 0.5}\n'  # nothing was touched

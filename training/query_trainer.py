@@ -1,5 +1,6 @@
 """transformers' ``Trainer`` for the loops that train a query tower (ADORE) or soft tokens (SoftREPA-style)
-against FROZEN, cached document vectors: the corpus is never re-encoded.
+against FROZEN, cached document vectors: the corpus is never re-encoded. The reranker loop
+(:mod:`training.rerank_trainer`) subclasses the same Trainer.
 
 Trainer brings the optimiser and schedule, gradient clipping, checkpoints with optimiser, schedule and RNG
 state, resume (``--resume``), logging and DDP under torchrun. The methods bring a dataset of query rows, a

@@ -100,6 +100,10 @@ def _load_scorers(config: RerankerConfig, resume_from: str | None):
 def _check(config: RerankerConfig) -> None:
     if config.negatives_file is None:
         raise RetrieverError("train-reranker needs --negatives-file: mine them with 'retriever mine --index ...'")
+    former = sorted((Path(config.output) / CHECKPOINTS).glob("step-*"))
+    if former:
+        raise RetrieverError(f"{config.output} holds checkpoints of the former reranker loop ({former[0].name}), "
+                             "which cannot be resumed: use another --output")
     if config.debias == "cet" and world_size() > 1:
         raise RetrieverError("--debias cet trains its selection model in a single process: run without torchrun")
 
