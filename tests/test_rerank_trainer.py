@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 
 from retriever.errors import RetrieverError
 from tests import test_adore_trainer
+from tests.interrupted import assert_same_run, crash_then_resume, logged_losses
 from tests.test_rerankers import make_tiny_causal_lm
 from tests.torchrun import torchrun_train
-from training import callbacks
 from training.negatives import NegativesFile
 from training.rerank_config import RerankerConfig
 from training.rerank_trainer import train_reranker
@@ -25,10 +25,6 @@ RUNS = {"ce-cl": {"objective": "cl"}, "ce-cet": {"objective": "pair", "debias": 
 
 
 tiny_tower_index = test_adore_trainer.tiny_tower_index  # the tiny corpus indexed with the tiny model
-
-
-class Crash(RuntimeError):
-    pass
 
 
 @pytest.fixture
@@ -46,10 +42,6 @@ def _config(name: str, model: Path, tiny_dir: Path, negatives: Path, output: Pat
     return RerankerConfig(**(fields | RUNS[name]))
 
 
-def _losses(output: Path) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in read_log(output / LOG_FILE) if "loss" in r}
-
-
 def _assert_same_weights(a: Path, b: Path) -> None:
     first, second = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
     assert sorted(first) == sorted(second)
@@ -65,32 +57,17 @@ def test_reranker_resumes_where_an_uninterrupted_run_goes(name: str, tiny_dir: P
     whole = train_reranker(_config(name, model, tiny_dir, negatives, tmp_path / "whole"))
     assert whole["steps"] == 6
 
-    def crash(self, args, state, control, **kwargs):
-        if state.global_step == 3:
-            raise Crash  # after checkpoint-2, before checkpoint-4: step 3 is lost
-    monkeypatch.setattr(callbacks.JsonLogCallback, "on_step_end", crash, raising=False)
     config = _config(name, model, tiny_dir, negatives, tmp_path / "cut")
-    with pytest.raises(Crash):
-        train_reranker(config)
-    checkpoints = tmp_path / "cut" / "checkpoints"
-    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-2"]
-    monkeypatch.undo()
-    with pytest.raises(RetrieverError, match="pass --resume"):
-        train_reranker(config)
-    resumed = train_reranker(config.model_copy(update={"resume": True}))
-
+    resumed = crash_then_resume(train_reranker, config, monkeypatch)  # step 3 is lost, checkpoint-2 resumed
     assert resumed["steps"] == 6
     reference = tmp_path / "whole" / "checkpoints"
     moved, last = load_file(reference / "checkpoint-4" / "model.safetensors"), load_file(tmp_path / "whole" /
                                                                                        "model.safetensors")
     assert any(not torch.equal(moved[k], last[k]) for k in last)  # steps 5-6 changed the reranker
-    _assert_same_weights(checkpoints / "checkpoint-6", reference / "checkpoint-6")
+    assert_same_run(tmp_path / "cut", tmp_path / "whole", steps=6)
     _assert_same_weights(tmp_path / "cut", tmp_path / "whole")  # the exported reranker: the last weights
     if "debias" in RUNS[name]:
         _assert_same_weights(tmp_path / "cut" / "selection", tmp_path / "whole" / "selection")
-    cut, uncut = _losses(tmp_path / "cut"), _losses(tmp_path / "whole")
-    assert sorted(cut) == [1, 2, 3, 4, 5, 6]  # step 3 logged again after the resume
-    assert cut == pytest.approx(uncut, rel=1e-5, abs=1e-7)  # same batches, same dropout masks (RNG state)
 
 
 def test_reranker_under_torchrun_writes_one_model(tiny_dir: Path, tiny_model_dir: Path, negatives: Path,
@@ -102,7 +79,7 @@ def test_reranker_under_torchrun_writes_one_model(tiny_dir: Path, tiny_model_dir
                              command="train-reranker")
     assert summary["steps"] == 2 and summary["pairs_per_step"] == 2 * 2 * 4  # two processes of 2 groups of 4
     assert (output / "model.safetensors").is_file() and (output / "reranker.json").is_file()
-    assert sorted(_losses(output)) == [1, 2]  # one log, written by rank 0
+    assert sorted(logged_losses(output)) == [1, 2]  # one log, written by rank 0
     assert (output / "training_curve.png").is_file()
 
 
