@@ -111,3 +111,12 @@ def test_former_loop_checkpoints_are_refused_not_overwritten(tiny_dir: Path, tin
         with pytest.raises(RetrieverError, match="former reranker loop .step-40.*another --output"):
             train_reranker(config.model_copy(update={"resume": resume}))
     assert (output / LOG_FILE).read_text() == '{"step": 40, "loss": 0.5}\n'  # nothing was touched
+
+
+def test_cet_refuses_torchrun(tiny_dir: Path, tiny_model_dir: Path, negatives: Path, tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets: S's gradients would not be synchronised
+    config = _config("ce-cet", tiny_model_dir.parent / "hf", tiny_dir, negatives, tmp_path / "cet")
+    with pytest.raises(RetrieverError, match="single process"):
+        train_reranker(config)
+    assert not (tmp_path / "cet").exists()  # refused before anything was written
