@@ -67,7 +67,7 @@ class RerankTrainer(QueryTrainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         if self.selection is not None:  # CET: S steps first; its scores weight the reranker's loss
-            inputs = inputs | self.selection.step(self.model, inputs, self.autocast_smart_context_manager)
+            inputs = inputs | self.selection.step(self.model, inputs, self.accelerator.autocast)  # bf16 on CUDA
         return super().training_step(model, inputs, num_items_in_batch)
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
