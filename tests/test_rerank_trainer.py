@@ -70,12 +70,14 @@ def test_reranker_resumes_where_an_uninterrupted_run_goes(name: str, tiny_dir: P
         _assert_same_weights(tmp_path / "cut" / "selection", tmp_path / "whole" / "selection")
 
 
-def test_reranker_under_torchrun_writes_one_model(tiny_dir: Path, tiny_model_dir: Path, negatives: Path,
+@pytest.mark.parametrize("arch", ["cross-encoder", "causal-lm"])
+def test_reranker_under_torchrun_writes_one_model(arch: str, tiny_dir: Path, tiny_model_dir: Path, negatives: Path,
                                                   tmp_path: Path) -> None:
+    model = make_tiny_causal_lm(tmp_path / "lm") if arch == "causal-lm" else tiny_model_dir.parent / "hf"
     output = tmp_path / "ddp"
-    summary = torchrun_train(["--model", str(tiny_model_dir.parent / "hf"), "--data", str(tiny_dir),
-                              "--negatives-file", str(negatives), "--n-hard", "2", "--n-easy", "1", "--batch-size",
-                              "2", "--max-length", "32", "--max-steps", "2", "--output", str(output)],
+    summary = torchrun_train(["--arch", arch, "--model", str(model), "--data", str(tiny_dir), "--negatives-file",
+                              str(negatives), "--n-hard", "2", "--n-easy", "1", "--batch-size", "2", "--max-length",
+                              "200" if arch == "causal-lm" else "32", "--max-steps", "2", "--output", str(output)],
                              command="train-reranker")
     assert summary["steps"] == 2 and summary["pairs_per_step"] == 2 * 2 * 4  # two processes of 2 groups of 4
     assert (output / "model.safetensors").is_file() and (output / "reranker.json").is_file()
