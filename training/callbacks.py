@@ -10,6 +10,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from retriever.atomic import atomic_dir
 from retriever.evaluate.plots import new_figure, save_png
 from training.run_log import LOG_FILE, append_log, read_log
 
@@ -91,10 +92,10 @@ class BestModelEarlyStopping(TrainerCallback):
         if value > self.best:
             self.best, self.bad_evals, self.best_step = value, 0, state.global_step
             if state.is_world_process_zero and model is not None:
-                model.save(str(self.best_dir))
-                (self.best_dir / "best_metric.json").write_text(
-                    json.dumps({"metric": self.metric, "value": value, "step": state.global_step})
-                )
+                with atomic_dir(self.best_dir) as staging:  # a crash never leaves half a best model
+                    model.save(str(staging))
+                    (staging / "best_metric.json").write_text(
+                        json.dumps({"metric": self.metric, "value": value, "step": state.global_step}))
             return
         self.bad_evals += 1
         if self.patience is not None and self.bad_evals >= self.patience and state.global_step >= self.min_step:

@@ -67,7 +67,9 @@ def _train_reranker(config: Path | None, resume: bool, as_json: bool, overrides:
     settings = _settings(RerankerConfig, config, resume, overrides)
     from training.rerank_trainer import train_reranker
 
-    _echo(_with_outputs(train_reranker(settings), settings.output), as_json)
+    summary = train_reranker(settings)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+        _echo(_with_outputs(summary, settings.output), as_json)
 
 
 train_command = config_command(_train, list(METHOD_CONFIGS.values()), COMMON_OPTIONS, aliases=ALIASES)

@@ -1,12 +1,10 @@
-"""Dev evaluation and early stopping for the hand-written loops (ADORE, soft tokens): the query tower
+"""Dev evaluation for the query loops (ADORE, soft tokens): the query tower
 against fixed document vectors, exact search, nDCG@10 on the (graded) dev qrels."""
 
 from __future__ import annotations
 
 import logging
-import math
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -42,33 +40,3 @@ class DenseDev:
                     run[self.query_ids[start + row]] = {self.doc_ids[r]: v for r, v in zip(rows, values, strict=True)}
         query_model.train(was_training)
         return evaluate_run(self.qrels, run, ("ndcg@10",))["ndcg@10"]
-
-
-class EarlyStopping:
-    """Keeps the best dev value; ``should_stop`` after ``patience`` evaluations without improvement, never
-    before ``min_evals`` evaluations."""
-
-    def __init__(self, patience: int | None, min_evals: int = 0) -> None:
-        self.patience, self.min_evals = patience, min_evals
-        self.best, self.best_eval, self.evals, self.bad = -math.inf, 0, 0, 0
-
-    def update(self, value: float) -> bool:
-        """Record one evaluation; True when it is a new best."""
-        self.evals += 1
-        if value > self.best:
-            self.best, self.best_eval, self.bad = value, self.evals, 0
-            return True
-        self.bad += 1
-        return False
-
-    @property
-    def should_stop(self) -> bool:
-        return self.patience is not None and self.bad >= self.patience and self.evals >= self.min_evals
-
-    @property
-    def best_value(self) -> float | None:
-        return None if self.best == -math.inf else float(self.best)
-
-
-def steps_per_epoch(n_items: int, batch_size: int) -> int:
-    return int(np.ceil(n_items / batch_size))

@@ -1,5 +1,6 @@
 """transformers' ``Trainer`` for the loops that train a query tower (ADORE) or soft tokens (SoftREPA-style)
-against FROZEN, cached document vectors: the corpus is never re-encoded.
+against FROZEN, cached document vectors: the corpus is never re-encoded. The reranker loop
+(:mod:`training.rerank_trainer`) subclasses the same Trainer.
 
 Trainer brings the optimiser and schedule, gradient clipping, checkpoints with optimiser, schedule and RNG
 state, resume (``--resume``), logging and DDP under torchrun. The methods bring a dataset of query rows, a
@@ -181,16 +182,19 @@ def prepare_output(config) -> tuple[Path, str | None]:
 
 
 def training_arguments(config, output: Path, steps_per_epoch: int, max_steps: int, resuming: bool,
-                       max_grad_norm: float) -> TrainingArguments:
-    """Evaluation every epoch and at the last step (plus step 0 unless resuming), a log entry every step,
-    checkpoints every ``save_steps``; fp32 (the former loops used no autocast)."""
+                       max_grad_norm: float, eval_steps: int | None = None, eval_on_start: bool | None = None,
+                       bf16: bool = False) -> TrainingArguments:
+    """Evaluation every ``eval_steps`` (default: every epoch) and at the last step (plus step 0, by default
+    unless resuming), a log entry every step, checkpoints every ``save_steps``; fp32 unless ``bf16`` (the
+    former query loops used no autocast)."""
     return TrainingArguments(
         output_dir=str(output / CHECKPOINTS), max_steps=max_steps, per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate, weight_decay=0.01, optim="adamw_torch", max_grad_norm=max_grad_norm,
-        lr_scheduler_type="constant", eval_strategy="steps", eval_steps=steps_per_epoch,
-        eval_on_start=not resuming, save_strategy="steps", save_steps=config.save_steps, save_total_limit=2,
-        logging_steps=1, report_to="none", seed=config.seed, data_seed=config.seed, remove_unused_columns=False,
-        dataloader_drop_last=False, use_cpu=not torch.cuda.is_available(), ddp_find_unused_parameters=False)
+        lr_scheduler_type="constant", eval_strategy="steps", eval_steps=eval_steps or steps_per_epoch,
+        eval_on_start=not resuming if eval_on_start is None else eval_on_start, save_strategy="steps",
+        save_steps=config.save_steps, save_total_limit=2, logging_steps=1, report_to="none", seed=config.seed,
+        data_seed=config.seed, remove_unused_columns=False, dataloader_drop_last=False, bf16=bf16,
+        use_cpu=not torch.cuda.is_available(), ddp_find_unused_parameters=False)
 
 
 def freeze_unused_pooler(model) -> None:

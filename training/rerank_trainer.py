@@ -1,273 +1,166 @@
 """``train_reranker(config)``: SFT, listwise CL or pairwise (optionally CET-debiased) reranker training,
-for cross-encoders and yes/no causal LMs, with checkpoints, resume, dev evaluation and per-step gradient
-weights of positives, hard and easy negatives."""
+for cross-encoders and yes/no causal LMs, on transformers' ``Trainer`` (:mod:`training.query_trainer`'s
+subclass, with its sampler, epoch sync, early stopping and log callbacks).
+
+One Trainer subclass serves both architectures: the causal-LM scorer has no sentence-transformers class, so
+``CrossEncoderTrainer`` would fit only half of them, and every objective reads the same ``PairScores`` of
+either. Trainer brings the schedule, clipping, checkpoints with optimiser, schedule and RNG state,
+``--resume``, logging and DDP under torchrun; this module adds the cross-encoder head's own learning rate
+(``create_optimizer``), checkpoints as reranker folders (``_save``), CET's selection step before each
+reranker step (``training_step``), and the export: the best dev checkpoint (else the last weights),
+``log.jsonl``, the training-curve and gradient-weight PNGs and ``train_summary.json``.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import shutil
-import time
-from contextlib import nullcontext
-from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from retriever.atomic import atomic_dir, atomic_write_json
-from retriever.data import BeirDataset, load_dataset
+from retriever.data import load_dataset
 from retriever.errors import RetrieverError
-from training import checkpoints
-from training.callbacks import plot_training_curve
-from training.loop import epoch_batches, total_steps
-from training.losses import CETPairLoss
-from training.losses.cet import weights_on_hard
+from training.callbacks import BestModelEarlyStopping, plot_training_curve
+from training.negatives import read_negatives
+from training.query_trainer import (
+    CHECKPOINTS,
+    EpochOrderSampler,
+    EpochSync,
+    QueryTrainer,
+    TimeBudget,
+    chained_permutations,
+    prepare_output,
+    run_trainer,
+    steps_per_epoch,
+    training_arguments,
+    world_size,
+)
 from training.rerank_config import RerankerConfig
-from training.rerank_data import HARD, RerankGroups, build_groups, weight_summary
-from training.rerank_eval import DevEvaluator, eval_scores
+from training.rerank_data import build_groups
+from training.rerank_eval import DevEvaluator
 from training.rerank_models import make_scorer, parameter_groups
-from training.rerank_objectives import objective
 from training.rerank_plots import plot_gradient_weights
-from training.run_log import LOG_FILE, append_log
+from training.rerank_step import SELECTION, GroupCollator, RerankStep, SelectionModel
+from training.run_log import LOG_FILE
 
 logger = logging.getLogger(__name__)
 
 DEV_METRIC = "eval_dev_ndcg@10"
 
 
-@dataclass
-class _Session:
-    """What one training run works with, from setup to export."""
+class RerankTrainer(QueryTrainer):
+    """:class:`QueryTrainer` with the head learning rate, reranker-folder checkpoints and CET's step."""
 
-    config: RerankerConfig
-    dataset: BeirDataset
-    groups: RerankGroups
-    device: torch.device
-    scorer: torch.nn.Module
-    selection: torch.nn.Module | None
-    optimizers: dict
-    state: dict
-    total: int
-    dev: DevEvaluator | None
+    def __init__(self, *args, head_learning_rate: float, selection: SelectionModel | None = None,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.head_learning_rate, self.selection = head_learning_rate, selection
 
-    @property
-    def output(self) -> Path:
-        return Path(self.config.output)
+    def create_optimizer(self, model=None):
+        """AdamW with the cross-encoder's new head at its own learning rate (weight decay on every parameter)."""
+        if self.optimizer is None:
+            groups = parameter_groups(self.model, self.args.learning_rate, self.head_learning_rate)
+            self.optimizer = torch.optim.AdamW(groups, weight_decay=self.args.weight_decay)
+        return self.optimizer
 
-    @property
-    def ckpt_dir(self) -> Path:
-        return self.output / "checkpoints"
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self.selection is not None:  # CET: S steps first; its scores weight the reranker's loss
+            inputs = inputs | self.selection.step(self.model, inputs, self.accelerator.autocast)  # bf16 on CUDA
+        return super().training_step(model, inputs, num_items_in_batch)
 
-    @property
-    def best_dir(self) -> Path:
-        return self.ckpt_dir / "best"
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """A checkpoint is a reranker folder (``load_reranker`` reads it), plus CET's selection model."""
+        if not self.args.should_save:
+            return
+        folder = Path(output_dir or self.args.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save(folder)
+        if self.selection is not None:
+            self.selection.save(folder)
 
-    @property
-    def log_path(self) -> Path:
-        return self.output / LOG_FILE
-
-    @property
-    def width(self) -> int:
-        return self.groups.kinds.shape[1]
-
-    def models(self) -> dict:
-        return {"model": self.scorer} | ({"selection": self.selection} if self.selection is not None else {})
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Nothing to load: the scorers were built from the checkpoint's folders (:func:`_load_scorers`)."""
 
 
-def _schedule(optimizer, total: int, warmup_ratio: float):
-    warmup = max(1, int(warmup_ratio * total))
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
-
-
-def step_loss(config: RerankerConfig, scores, log_p_yes, log_p_no, labels, other=None, hard=None):
-    """The objective's loss and each document's gradient weight, both ``[B, G]``-shaped inputs."""
-    return objective(config.objective).step(config, scores, log_p_yes, log_p_no, labels, other, hard)
-
-
-def _resume_point(config: RerankerConfig) -> Path | None:
-    """The checkpoint to resume from (None: start fresh); refuses to overwrite a run's checkpoints."""
-    ckpt_dir = Path(config.output) / "checkpoints"
-    if not config.resume and checkpoints.latest(ckpt_dir) is not None:
-        raise RetrieverError(f"{config.output} already holds checkpoints: pass --resume to continue, "
-                             "or another --output")
-    if config.negatives_file is None:
-        raise RetrieverError("train-reranker needs --negatives-file: mine them with 'retriever mine --index ...'")
-    resume_from = checkpoints.latest(ckpt_dir) if config.resume else None
-    if resume_from is None and config.resume:
-        logger.warning("nothing to resume in %s: starting from scratch", ckpt_dir)
-    return resume_from
-
-
-def _load_scorers(config: RerankerConfig, resume_from: Path | None, device: torch.device):
+def _load_scorers(config: RerankerConfig, resume_from: str | None):
     """The reranker being trained and, for CET, its selection model (both in training mode)."""
-    start = str(resume_from / "model") if resume_from else config.start_model
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    start = resume_from or config.start_model
     scorer = make_scorer(config.arch, start, config.max_length).to(device).train()
     if config.arch == "causal-lm" and config.objective == "cl":
         scorer.score_kind = "yes"  # the paper's CL score: the yes logit
     if config.debias != "cet":
         return scorer, None
-    sel_start = str(resume_from / "selection") if resume_from else (config.selection_model or config.start_model)
+    sel_start = str(Path(resume_from) / SELECTION) if resume_from else (config.selection_model or config.start_model)
     return scorer, make_scorer(config.arch, sel_start, config.max_length).to(device).train()
 
 
-def _optimizers(config: RerankerConfig, scorer, selection, total: int) -> dict:
-    """AdamW and its warm-up/decay schedule for each trained model."""
-    lrs = (config.learning_rate, config.head_learning_rate)
-    out: dict = {}
-    for name, model in (("model", scorer), ("selection", selection)):
-        if model is not None:
-            out[name] = torch.optim.AdamW(parameter_groups(model, *lrs))
-            out[f"{name}_schedule"] = _schedule(out[name], total, config.warmup_ratio)
-    return out
-
-
-def _setup(config: RerankerConfig, resume_from: Path | None) -> _Session:
-    from training.negatives import read_negatives
-
-    torch.manual_seed(config.seed)
-    dataset = load_dataset(config.data)
-    groups = build_groups(dataset, config.split, read_negatives(config.negatives_file).negatives, config.n_hard,
-                          config.n_easy, config.hard_pool, config.max_groups, config.seed, config.rows)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    scorer, selection = _load_scorers(config, resume_from, device)
-    total = total_steps(len(groups), config)
-    optimizers = _optimizers(config, scorer, selection, total)
-    state = {"step": 0, "best": -math.inf, "bad_evals": 0, "seconds": 0.0}
-    if resume_from is not None:
-        state |= checkpoints.load_state(resume_from, optimizers)
-        logger.info("resuming from %s (step %d of %d)", resume_from, state["step"], total)
-    output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    if resume_from is None:
-        (output / LOG_FILE).unlink(missing_ok=True)
-        atomic_write_json(output / "train_config.json", json.loads(config.model_dump_json()))
-    dev = DevEvaluator(dataset, config) if config.dev_index and config.dev_split in dataset.splits else None
-    return _Session(config, dataset, groups, device, scorer, selection, optimizers, state, total, dev)
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def _selection_step(s: _Session, queries: list[str], documents: list[str], batch: list[int]):
-    """CET: the selection model's pairwise step; returns its eval-mode scores and the hard-negative mask
-    (both models scored in eval mode without gradient, as the official train.py does)."""
-    n = len(batch)
-    hard = torch.from_numpy(s.groups.kinds[batch][:, 1:] == HARD).to(s.device)
-    with _autocast(s.device):
-        other = eval_scores(s.selection, queries, documents).view(n, s.width)
-        r_eval = eval_scores(s.scorer, queries, documents).view(n, s.width)
-        sel_scores = s.selection(queries, documents).scores.view(n, s.width)
-    CETPairLoss(s.config.debias_ratio)(sel_scores, r_eval, hard=hard).backward()
-    torch.nn.utils.clip_grad_norm_(s.selection.parameters(), 1.0)
-    s.optimizers["selection"].step()
-    s.optimizers["selection_schedule"].step()
-    s.optimizers["selection"].zero_grad()
-    return other, hard
-
-
-def _model_step(s: _Session, batch: list[int], step: int) -> dict:
-    """One optimiser step of the reranker (after the selection model's, for CET); the log entry."""
-    queries, documents = _texts(s.dataset, s.groups, batch)
-    labels = torch.from_numpy(s.groups.labels[batch]).to(s.device)
-    other, hard = _selection_step(s, queries, documents, batch) if s.selection is not None else (None, None)
-    with _autocast(s.device):
-        out = s.scorer(queries, documents)
-    shape = (len(batch), s.width)
-    loss, weights = step_loss(s.config, out.scores.view(shape), out.log_p_yes.view(shape), out.log_p_no.view(shape),
-                              labels, other, hard)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(s.scorer.parameters(), 1.0)
-    s.optimizers["model"].step()
-    s.optimizers["model_schedule"].step()
-    s.optimizers["model"].zero_grad()
-    entry = {"step": step, "loss": float(loss.detach()),
-             "learning_rate": s.optimizers["model_schedule"].get_last_lr()[0]}
-    entry |= weight_summary(weights, s.groups.kinds[batch])
-    if other is not None:
-        entry["cet_weight_hard"] = float(weights_on_hard(other[:, 1:], s.config.debias_ratio, hard)[hard].mean())
-    return entry
-
-
-def _evaluate(s: _Session, entry: dict, step: int) -> None:
-    """Dev nDCG@10 at every ``eval_steps`` and at the end; the best scorer so far goes to ``best_dir``."""
-    every = s.config.eval_steps
-    if s.dev is None or not ((every and step % every == 0) or step == s.total):
-        return
-    entry[DEV_METRIC] = s.dev(s.scorer)
-    if entry[DEV_METRIC] > s.state["best"]:
-        s.state["best"], s.state["bad_evals"] = entry[DEV_METRIC], 0
-        _export(s.scorer, s.best_dir)
-    else:
-        s.state["bad_evals"] += 1
-
-
-def _train_loop(s: _Session) -> int:
-    """Steps from the resumed one to the last (or early stopping); returns the last step run."""
-    config, state = s.config, s.state
-    order = epoch_batches(list(range(len(s.groups))), config.batch_size, s.total, config.seed)
-    tick, step = time.perf_counter(), state["step"]
-    bar = tqdm(islice(order, state["step"], None), total=s.total, initial=state["step"],
-               desc=f"{config.arch} {config.objective}")
-    for step, batch in enumerate(bar, start=state["step"] + 1):
-        entry = _model_step(s, batch, step)
-        bar.set_postfix(loss=f"{entry['loss']:.4f}")
-        _evaluate(s, entry, step)
-        append_log(s.log_path, entry)
-        state["seconds"] += time.perf_counter() - tick
-        stop = config.early_stopping_patience is not None and state["bad_evals"] >= config.early_stopping_patience
-        if step % config.save_steps == 0 or step == s.total or stop:
-            checkpoints.save(s.ckpt_dir, step, s.models(), s.optimizers,
-                             {k: v for k, v in state.items() if k != "step"})
-        tick = time.perf_counter()
-        if stop:
-            logger.info("early stopping at step %d", step)
-            break
-    return step
-
-
-def _finish(s: _Session, final_step: int) -> dict:
-    """Export the best dev checkpoint (else the last weights), the plots and the summary."""
-    if (s.best_dir / "config.json").is_file():
-        with atomic_dir(s.output, merge=True) as staging:
-            for item in s.best_dir.iterdir():
-                (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)
-    else:
-        _export(s.scorer, s.output, merge=True)
-    if s.selection is not None:
-        _export(s.selection, s.output / "selection")
-    plot_training_curve(s.log_path, s.output / "training_curve.png", DEV_METRIC)
-    plot_gradient_weights({f"{s.config.arch} {s.config.objective}": s.log_path}, s.output / "gradient_weights.png")
-    seconds = s.state["seconds"]
-    summary = {"train_seconds": seconds, "steps": final_step, "groups": len(s.groups),
-               "pairs_per_step": s.config.batch_size * s.width,
-               "samples_per_s": final_step * s.config.batch_size * s.width / max(seconds, 1e-9),
-               "arch": s.config.arch, "objective": s.config.objective, "debias": s.config.debias,
-               "best_dev_ndcg@10": None if s.state["best"] == -math.inf else s.state["best"],
-               "device": str(s.device)}
-    atomic_write_json(s.output / "train_summary.json", summary)
-    return summary
+def _check(config: RerankerConfig) -> None:
+    if config.negatives_file is None:
+        raise RetrieverError("train-reranker needs --negatives-file: mine them with 'retriever mine --index ...'")
+    former = sorted((Path(config.output) / CHECKPOINTS).glob("step-*"))
+    if former:
+        raise RetrieverError(f"{config.output} holds checkpoints of the former reranker loop ({former[0].name}), "
+                             "which cannot be resumed: use another --output")
+    if config.debias == "cet" and world_size() > 1:
+        raise RetrieverError("--debias cet trains its selection model in a single process: run without torchrun")
 
 
 def train_reranker(config: RerankerConfig) -> dict:
-    session = _setup(config, _resume_point(config))
-    return _finish(session, _train_loop(session))
-
-
-def _texts(dataset: BeirDataset, groups: RerankGroups, batch: list[int]) -> tuple[list[str], list[str]]:
+    """Train (or, with ``resume``, continue) a reranker into ``config.output``; rank 0 returns the summary."""
+    _check(config)
+    output, resume_from = prepare_output(config)
+    torch.manual_seed(config.seed)  # the cross-encoder's new head is drawn from it, as before the move
+    dataset = load_dataset(config.data)
+    groups = build_groups(dataset, config.split, read_negatives(config.negatives_file).negatives, config.n_hard,
+                          config.n_easy, config.hard_pool, config.max_groups, config.seed, config.rows)
+    scorer, selection_scorer = _load_scorers(config, resume_from)
+    per_epoch = steps_per_epoch(len(groups), config.batch_size)
+    total = config.max_steps if config.max_steps > 0 else int(per_epoch * config.epochs)
+    selection = None if selection_scorer is None else SelectionModel(selection_scorer, config, total)
+    if selection is not None and resume_from:
+        selection.load_state(Path(resume_from))
+    dev = DevEvaluator(dataset, config) if config.dev_index and config.dev_split in dataset.splits else None
+    sampler = EpochOrderSampler(len(groups), chained_permutations(len(groups), config.seed))
+    rows = [{"row": g} for g in range(len(groups))]
+    step = RerankStep(config)
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    args = training_arguments(config, output, per_epoch, total, resume_from is not None, max_grad_norm=1.0,
+                              eval_steps=config.eval_steps or total, eval_on_start=False, bf16=bf16)
+    trainer = RerankTrainer(
+        model=scorer, args=args, train_dataset=rows, eval_dataset=rows, data_collator=GroupCollator(dataset, groups),
+        callbacks=[EpochSync(per_epoch, sampler)], step_loss=step, dev=dev, dev_metric=DEV_METRIC, sampler=sampler,
+        schedule="warmup-linear", warmup_ratio=config.warmup_ratio, step_metrics=lambda _: step.metrics,
+        head_learning_rate=config.head_learning_rate, selection=selection)
+    early = BestModelEarlyStopping(DEV_METRIC, output / CHECKPOINTS / "best", config.early_stopping_patience)
+    steps, seconds = run_trainer(trainer, early, TimeBudget(None), output, resume_from)
+    if not trainer.is_world_process_zero():
+        return {}
+    _export_models(trainer, early.best_dir, output)
+    plot_training_curve(output / LOG_FILE, output / "training_curve.png", DEV_METRIC)
+    plot_gradient_weights({f"{config.arch} {config.objective}": output / LOG_FILE}, output / "gradient_weights.png")
     width = groups.kinds.shape[1]
-    queries = [dataset.queries[groups.query_ids[g]] for g in batch for _ in range(width)]
-    return queries, dataset.doc_texts([d for g in batch for d in groups.docs[g]])
+    summary = {"train_seconds": seconds, "steps": steps, "groups": len(groups),
+               "pairs_per_step": config.batch_size * width * world_size(),
+               "samples_per_s": steps * config.batch_size * width * world_size() / max(seconds, 1e-9),
+               "arch": config.arch, "objective": config.objective, "debias": config.debias,
+               "best_dev_ndcg@10": early.best_value, "device": trainer.args.device.type}
+    atomic_write_json(output / "train_summary.json", summary)
+    return summary
 
 
-def _export(scorer, folder: Path, merge: bool = False) -> None:
-    """Save through :func:`retriever.atomic.atomic_dir`: never half a model. ``merge`` keeps what else the
-    folder holds (the run's checkpoints and logs); otherwise the folder is replaced whole."""
-    with atomic_dir(folder, merge=merge) as staging:
-        scorer.save(staging)
+def _export_models(trainer: RerankTrainer, best_dir: Path, output: Path) -> None:
+    """The best dev checkpoint into ``output`` (else the last weights), and CET's selection model beside it,
+    each through :func:`retriever.atomic.atomic_dir` (``merge`` keeps the run's checkpoints and logs)."""
+    with atomic_dir(output, merge=True) as staging:
+        if (best_dir / "config.json").is_file():
+            for item in best_dir.iterdir():
+                if item.name != "best_metric.json":
+                    (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)
+        else:
+            trainer.model.save(staging)
+    if trainer.selection is not None:
+        with atomic_dir(output / SELECTION) as staging:
+            trainer.selection.scorer.save(staging)
