@@ -148,12 +148,12 @@ def _complete(index, vectors, c: fusion_fns.Candidates, dense_bm25: list[dict[st
     """Fill each candidate's missing cosine (from its stored vector) and missing BM25 (0: no term matches)."""
     for i, bm25 in enumerate(dense_bm25):
         n = len(c.ids[i])
-        need_dense = [j for j in range(n) if np.isnan(c.dense[i, j])]
-        if need_dense:
+        need_dense = np.flatnonzero(np.isnan(c.dense[i, :n]))  # vectorised: no numpy scalar per candidate
+        if need_dense.size:
             stored = index.vectors([c.ids[i][j] for j in need_dense])
             if stored is not None:
                 c.dense[i, need_dense] = stored @ vectors[i]
-        need_lexical = [j for j in range(n) if np.isnan(c.lexical[i, j])]
+        need_lexical = np.flatnonzero(np.isnan(c.lexical[i, :n]))
         c.lexical[i, need_lexical] = [bm25.get(c.ids[i][j], 0.0) for j in need_lexical]
 
 

@@ -32,9 +32,10 @@ def serve_command(
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     # Idle keep-alive connections close after keep_alive_s; a body that stalls gets a 408 after
     # body_timeout_s (RequestContext); request heads are bounded by h11.
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, workers=1,
-                timeout_keep_alive=settings.keep_alive_s, h11_max_incomplete_event_size=H11_MAX_HEADER_BYTES,
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    # http="h11" always: the header limit above is h11's (httptools, uvicorn's auto pick, has none).
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, workers=1, loop=settings.loop,
+                http="h11", timeout_keep_alive=settings.keep_alive_s,
+                h11_max_incomplete_event_size=H11_MAX_HEADER_BYTES, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,9 @@ bearer = HTTPBearer(auto_error=False)
 UNAUTHORIZED = "missing or invalid API key (Authorization: Bearer <key>)"
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """Async on purpose, like every dependency here: FastAPI runs a plain ``def`` dependency in its thread
+    pool, a thread hop (and a GIL hand-off) per request for a field read."""
     return request.app.state.runtime
 
 
@@ -30,7 +32,7 @@ def bearer_token(authorization: bytes | None) -> bytes | None:
     return token.strip() if scheme.lower() == b"bearer" and token.strip() else None
 
 
-def require_api_key(
+async def require_api_key(
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     runtime: Runtime = Depends(get_runtime),
 ) -> None:

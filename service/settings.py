@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 10 * 1024 * 1024
     body_timeout_s: float = Field(30.0, description="Longest wait for the next chunk of a request body (408)")
     keep_alive_s: int = Field(5, description="uvicorn: close an idle keep-alive connection after this")
+    loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="uvicorn's event loop; auto: uvloop when installed (a dependency), else asyncio")
 
     batch_max_size: int = 64
     batch_wait_ms: float = 2.0

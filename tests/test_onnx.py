@@ -170,6 +170,7 @@ def test_cross_encoder_export_scores_like_torch(tiny_model_dir: Path, tmp_path: 
     torch_scores = load_reranker(str(tmp_path / "ce"), backend="torch").score_pairs(queries, docs)
     onnx_reranker = load_reranker(str(tmp_path / "ce"), backend="onnx")
     assert onnx_reranker.backend == "onnx"
+    assert onnx_reranker.onnx.small_session is None  # pairs are never short: no second session kept
     np.testing.assert_allclose(onnx_reranker.score_pairs(queries, docs), torch_scores, atol=1e-4)
 
 
@@ -196,3 +197,34 @@ def test_index_build_store_option_and_the_deprecated_backend_spelling(model_dir:
     assert isinstance(missing.exception, ModelError) and "has no onnx export" in str(missing.exception)
     bad = runner.invoke(app, [*base, "--name", "x", "--backend", "tensorrt"])
     assert bad.exit_code == 2 and "unknown backend 'tensorrt'" in bad.output
+
+
+def test_short_inputs_run_on_a_single_threaded_session_with_identical_vectors(model_dir: Path, tmp_path: Path,
+                                                                              monkeypatch) -> None:
+    """Issue 18: a short query (<= 64 tokens in the batch) skips the intra-op thread pool; a batch of documents
+    keeps both cores; the outputs are bitwise those of the multi-threaded session."""
+    from retriever.encoders import TextEncoder
+
+    monkeypatch.setenv("RETRIEVER_ONNX_THREADS", "2")
+    exporter.export_onnx(str(model_dir), guard_data=None)
+    encoder = TextEncoder.load(str(model_dir), cache=False, backend="onnx")
+    onnx = encoder.onnx
+    assert onnx.threads == 2 and onnx.small_tokens == 64 and onnx.small_session is not None
+    calls: list[str] = []
+    for name in ("session", "small_session"):
+        session = getattr(onnx, name)
+        monkeypatch.setattr(session, "run", lambda *a, s=session, n=name: calls.append(n) or type(s).run(s, *a))
+    short, long = ["what causes earthquakes"], ["plate tectonics " * 20] * 4
+    features = {k: v.numpy() for k, v in encoder.model.preprocess(short).items() if hasattr(v, "numpy")}
+    assert features["input_ids"].size <= 64
+    vector = encoder.encode(short, side="query")
+    assert calls == ["small_session"]
+    encoder.encode(long, side="document")
+    assert calls == ["small_session", "session"]  # 4 x 40+ tokens: the multi-threaded session
+    feed = {name: features[name] for name in onnx.inputs}
+    both = [type(s).run(s, None, feed)[0] for s in (onnx.session, onnx.small_session)]
+    assert np.array_equal(both[0], both[1])
+    np.testing.assert_allclose(vector, both[0] / np.linalg.norm(both[0], axis=1, keepdims=True), rtol=1e-6)
+
+    monkeypatch.setenv("RETRIEVER_ONNX_SMALL_TOKENS", "0")  # off: one session, as before
+    assert TextEncoder.load(str(model_dir), cache=False, backend="onnx").onnx.small_session is None

@@ -1,5 +1,5 @@
-"""Running exported models with ONNX Runtime: sessions with one intra-op thread per core, and length-sorted
-batches tokenized by the very tokenizer the torch model uses."""
+"""Running exported models with ONNX Runtime: sessions with one intra-op thread per core (and a single-threaded one
+for short bi-encoder inputs), and length-sorted batches tokenized by the very tokenizer the torch model uses."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from retriever.rerank.base import length_sorted_batches
 
 THREADS_ENV = "RETRIEVER_ONNX_THREADS"
 SPIN_ENV = "RETRIEVER_ONNX_SPIN"  # 1: idle intra-op workers spin (ORT's default); off here, see OnnxModel
+SMALL_TOKENS_ENV = "RETRIEVER_ONNX_SMALL_TOKENS"  # bi-encoder inputs up to this many tokens run single-threaded
+DEFAULT_SMALL_TOKENS = 64
 DOCUMENT_PROMPTS = ("document", "passage", "corpus")
 
 
@@ -37,13 +39,27 @@ def require_onnxruntime():
 
 
 class OnnxModel:
-    """One ONNX Runtime session on the CPU; ``run`` feeds the inputs the graph declares."""
+    """ONNX Runtime on the CPU; ``run`` feeds the inputs the graph declares.
 
-    def __init__(self, path: Path, threads: int | None = None, sha256: str = "") -> None:
+    ``small_tokens``: inputs of at most this many tokens (rows x length; one short query is ~20) run on a
+    second, single-threaded session of the same graph. Splitting so little work over the cores costs more
+    in thread wake-ups per operator than it saves, and far more when other processes hold the cores
+    (docs/findings.md, issue 18); the outputs are bitwise the same. 0: one session for everything."""
+
+    def __init__(self, path: Path, threads: int | None = None, sha256: str = "", small_tokens: int = 0) -> None:
+        self.threads = threads or cpu_threads()
+        self.session = self._open(path, self.threads)
+        self.small_tokens = small_tokens if self.threads > 1 else 0
+        self.small_session = self._open(path, 1) if self.small_tokens > 0 else None
+        self.path = path
+        self.tag = (sha256 or file_sha256(path))[:12]  # names this graph in cache namespaces
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    @staticmethod
+    def _open(path: Path, threads: int):
         ort = require_onnxruntime()
-
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or cpu_threads()
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -51,16 +67,14 @@ class OnnxModel:
         options.add_session_config_entry("session.intra_op.allow_spinning",
                                          "1" if os.environ.get(SPIN_ENV) == "1" else "0")
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # a missing or corrupt file
             raise ModelError(f"cannot load ONNX model {path}: {str(exc).splitlines()[0][:160]}") from None
-        self.path = path
-        self.tag = (sha256 or file_sha256(path))[:12]  # names this graph in cache namespaces
-        self.inputs = [i.name for i in self.session.get_inputs()]
 
     def run(self, features: dict) -> np.ndarray:
         feed = {name: np.asarray(features[name], dtype=np.int64) for name in self.inputs}
-        return self.session.run(None, feed)[0]
+        small = self.small_session is not None and feed[self.inputs[0]].size <= self.small_tokens
+        return (self.small_session if small else self.session).run(None, feed)[0]
 
 
 def open_export(target: str, model_id: str, fingerprint: str, backend: str) -> tuple[str, OnnxModel | None]:
@@ -72,7 +86,14 @@ def open_export(target: str, model_id: str, fingerprint: str, backend: str) -> t
         return resolved, None
     assert export is not None
     entry = export.backends[resolved]
-    return resolved, OnnxModel(folder / entry.file, sha256=entry.sha256)
+    small = small_tokens() if export.kind == "bi-encoder" else 0  # cross-encoder pairs are never that short
+    return resolved, OnnxModel(folder / entry.file, sha256=entry.sha256, small_tokens=small)
+
+
+def small_tokens() -> int:
+    """``$RETRIEVER_ONNX_SMALL_TOKENS`` (0 turns the single-threaded session off), else 64."""
+    value = os.environ.get(SMALL_TOKENS_ENV, "")
+    return max(0, int(value)) if value.strip().isdigit() else DEFAULT_SMALL_TOKENS
 
 
 def export_of(target: str, model_id: str) -> ExportManifest | None:
