@@ -115,7 +115,7 @@ class MilvusStore:
     @property
     def ids(self) -> set[str]:
         iterator = self.client.query_iterator(self.collection, batch_size=BATCH, filter='id != ""',
-                                              output_fields=["id"])
+                                              output_fields=milvus_text.ID_ONLY)
         out: set[str] = set()
         while batch := iterator.next():
             out.update(row["id"] for row in batch)
@@ -123,7 +123,7 @@ class MilvusStore:
         return out
 
     def __contains__(self, doc_id: str) -> bool:
-        return bool(self.client.get(self.collection, ids=[doc_id], output_fields=["id"]))
+        return bool(self.client.get(self.collection, ids=[doc_id], output_fields=milvus_text.ID_ONLY))
 
     def add(self, doc_ids: list[str], vectors: np.ndarray, documents: list[tuple] | None = None) -> None:
         """Upsert. A collection with texts needs ``documents`` (``(id, title, text[, metadata])`` rows aligned
@@ -145,7 +145,8 @@ class MilvusStore:
             self.client.flush(self.collection)  # seal the segment: BM25 statistics of the whole collection
 
     def remove(self, doc_ids: list[str]) -> int:
-        present = self.client.get(self.collection, ids=list(doc_ids), output_fields=["id"]) if doc_ids else []
+        present = (self.client.get(self.collection, ids=list(doc_ids), output_fields=milvus_text.ID_ONLY)
+                   if doc_ids else [])
         if present:
             self.client.delete(self.collection, ids=[row["id"] for row in present])
             if self.has_text:
@@ -163,7 +164,7 @@ class MilvusStore:
         expr = milvus_text.combine(expr, f"id in {json.dumps(sorted(allowed))}" if allowed is not None else "")
         hits = self.client.search(self.collection, data=queries.tolist(), limit=min(k, 16384), anns_field="vector",
                                   search_params={"metric_type": "IP", "params": self._search_params},
-                                  filter=expr, output_fields=[])
+                                  filter=expr, output_fields=milvus_text.ID_ONLY)
         ids = [[h["id"] for h in row] for row in hits]
         scores = [np.array([h["distance"] for h in row], dtype=np.float32) for row in hits]
         return SearchResult(ids=ids, scores=scores)

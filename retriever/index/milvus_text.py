@@ -26,6 +26,7 @@ MAX_TEXT_BYTES = 65535  # Milvus' VARCHAR limit; longer texts are cut (at a char
 ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stop", "stop_words": sorted(STOP_WORDS)}]}
 BM25_PARAMS = {"bm25_k1": 1.2, "bm25_b": 0.75}  # FTS5's constants
 SEARCH_LIMIT = 16384  # Milvus' largest topk
+ID_ONLY = ["id"]  # output fields of a search: Milvus Lite 3.2.2 reads [] as "every field" (vectors, texts)
 Hits = list[list[tuple[str, float]]]
 
 
@@ -83,7 +84,7 @@ def bm25_search(client, collection: str, queries: list[str], k: int, expr: str =
     if not asked or k <= 0:
         return out
     found = client.search(collection, data=[texts[i] for i in asked], anns_field=SPARSE, limit=min(k, SEARCH_LIMIT),
-                          search_params={"metric_type": "BM25"}, filter=expr, output_fields=[])
+                          search_params={"metric_type": "BM25"}, filter=expr, output_fields=ID_ONLY)
     for i, row in zip(asked, found, strict=True):
         out[i] = [(h["id"], bm25_score(h["distance"])) for h in row]
     return out
@@ -113,6 +114,6 @@ def hybrid_rrf(client, collection: str, queries: list[str], vectors: np.ndarray,
             requests.append(AnnSearchRequest(data=[text], anns_field=SPARSE, param={"metric_type": "BM25"},
                                              limit=depth, expr=expr or None))
         found = client.hybrid_search(collection, requests, RRFRanker(rrf_k), limit=min(k, SEARCH_LIMIT),
-                                     output_fields=[])
+                                     output_fields=ID_ONLY)
         out.append([(h["id"], float(h["distance"])) for h in found[0]])
     return out
