@@ -95,13 +95,15 @@ def main(n_synthetic: int = typer.Option(1_000_000), n_queries: int = typer.Opti
          seed: int = typer.Option(42),
          text: bool = typer.Option(False, help="Issue 19 instead: Milvus' BM25 and hybrid_search against FTS5 and "
                                                "FAISS + FTS5 on --dataset (bench/milvus_text.py)."),
-         dataset: list[str] = typer.Option(["scifact", "nfcorpus"])) -> None:
+         dataset: list[str] = typer.Option(["scifact", "nfcorpus"]),
+         stem: bool = typer.Option(True, help="--text: send Milvus texts and queries as stems (Lite cannot stem).")
+         ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if text:
         from bench.milvus_text import run_dataset
 
         for name in dataset:
-            run_dataset(name)
+            run_dataset(name, stem)
         return
     ids, docs, queries = scifact_vectors(n_queries)
     run_corpus("scifact", ids, docs, queries)

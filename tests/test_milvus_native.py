@@ -144,3 +144,20 @@ def test_upsert_then_lexical_search_finds_the_new_text(tmp_path: Path) -> None:
     with pytest.raises(RetrieverError, match="needs each document's title and text"):
         index.add(["x"], vectors[:1])  # a vector without its text would be invisible to BM25
     store.close()
+
+
+def test_stems_are_made_here_since_milvus_lite_cannot_stem(tmp_path: Path) -> None:
+    from retriever.index.backends import BACKENDS
+    from retriever.index.milvus_store import MilvusStore
+
+    docs = [("a", "Earthquakes", "running plates"), ("b", "", "coffee")]
+    vectors = np.eye(2, dtype=np.float32)
+    found = {}
+    for stem in (True, False):
+        options = BACKENDS["milvus"].create_options(tmp_path / f"s{int(stem)}", None, False)
+        index = MilvusStore.create(2, "Flat", **options, stem=stem)
+        index.add(["a", "b"], vectors, documents=docs)
+        assert MilvusStore(options["uri"], options["collection"]).stemmed is stem  # read back from Milvus
+        found[stem] = [[d for d, _ in row] for row in index.bm25_search(["earthquake", "runs", "plate"], 2)]
+    assert found[True] == [["a"], ["a"], ["a"]]
+    assert found[False] == [[], [], []]  # Milvus Lite 3.2.2's analyzer: no stemming

@@ -66,18 +66,28 @@ class MilvusStore:
         self.uri, self.collection, self.spec = uri, collection, spec
         self.client = client_for(uri)
         self._search_params = index_params_for(spec)[2]
-        self._has_text: bool | None = None
+        self._text: tuple[bool, bool] | None = None  # (has texts, stemmed here), read once
+
+    def _text_kind(self) -> tuple[bool, bool]:
+        if self._text is None:
+            info = self.client.describe_collection(self.collection)
+            self._text = (any(f["name"] == milvus_text.SPARSE for f in info["fields"]),
+                          (info.get("properties") or {}).get(milvus_text.STEMMED[0]) == milvus_text.STEMMED[1])
+        return self._text
 
     @property
     def has_text(self) -> bool:
         """The collection holds texts and their BM25 vectors: lexical and hybrid search run in Milvus."""
-        if self._has_text is None:
-            fields = self.client.describe_collection(self.collection)["fields"]
-            self._has_text = any(f["name"] == milvus_text.SPARSE for f in fields)
-        return self._has_text
+        return self._text_kind()[0]
+
+    @property
+    def stemmed(self) -> bool:
+        """Texts and queries reach Milvus as stems (see :mod:`retriever.index.milvus_text`)."""
+        return self._text_kind()[1]
 
     @classmethod
-    def create(cls, dimension: int, spec: str, uri: str, collection: str, text: bool = True) -> MilvusStore:
+    def create(cls, dimension: int, spec: str, uri: str, collection: str, text: bool = True,
+               stem: bool = True) -> MilvusStore:
         from pymilvus import DataType, MilvusClient
 
         index_type, build, _ = index_params_for(spec)
@@ -93,6 +103,8 @@ class MilvusStore:
             milvus_text.add_text_fields(schema, params)
         try:
             client.create_collection(collection, schema=schema, index_params=params)
+            if text and stem:
+                client.alter_collection_properties(collection, properties=dict([milvus_text.STEMMED]))
         except Exception as exc:  # e.g. an index type Milvus Lite does not have
             raise RetrieverError(f"Milvus cannot create {index_type} at {uri}: {str(exc).splitlines()[0][:160]}") \
                 from None
@@ -138,7 +150,7 @@ class MilvusStore:
                                  "each document's title and text, not only its vector")
         for start in range(0, len(doc_ids), BATCH):
             ids, chunk = doc_ids[start:start + BATCH], vectors[start:start + BATCH].tolist()
-            rows = (milvus_text.rows(ids, chunk, documents[start:start + BATCH]) if self.has_text
+            rows = (milvus_text.rows(ids, chunk, documents[start:start + BATCH], self.stemmed) if self.has_text
                     else [{"id": d, "vector": v} for d, v in zip(ids, chunk, strict=True)])
             self.client.upsert(self.collection, data=rows)
         if self.has_text and doc_ids:
@@ -181,16 +193,16 @@ class MilvusStore:
 
     def bm25_search(self, queries: list[str], k: int, expr: str = "") -> milvus_text.Hits:
         """Milvus' BM25 top-``k`` ``(id, score)`` per query, inside ``expr``."""
-        return milvus_text.bm25_search(self.client, self.collection, queries, k, expr)
+        return milvus_text.bm25_search(self.client, self.collection, queries, k, expr, self.stemmed)
 
     def bm25_of(self, query: str, ids: list[str], expr: str = "") -> dict[str, float]:
-        return milvus_text.bm25_of(self.client, self.collection, query, ids, expr)
+        return milvus_text.bm25_of(self.client, self.collection, query, ids, expr, self.stemmed)
 
     def hybrid_rrf(self, queries: list[str], vectors: np.ndarray, k: int, depth: int,
                    expr: str = "") -> milvus_text.Hits:
         """Milvus' ``hybrid_search`` with ``RRFRanker(60)`` over both sides' top-``depth``."""
         return milvus_text.hybrid_rrf(self.client, self.collection, queries, np.asarray(vectors, np.float32), k, depth,
-                                      self._search_params, expr)
+                                      self._search_params, expr, self.stemmed)
 
     def persist(self, folder: Path) -> dict:
         self.client.flush(self.collection)
