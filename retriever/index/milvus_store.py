@@ -213,5 +213,5 @@ class MilvusStore:
         store = cls(options["uri"], options["collection"], spec)
         if not store.client.has_collection(store.collection):
             raise RetrieverError(f"Milvus at {store.uri} has no collection '{store.collection}'")
-        store.client.load_collection(store.collection)  # a new process finds it released (Milvus Lite 3.2.2)
+        store.client.load_collection(store.collection)  # a new process finds a BM25 one released (Lite 3.2.2)
         return store
