@@ -161,3 +161,43 @@ def test_stems_are_made_here_since_milvus_lite_cannot_stem(tmp_path: Path) -> No
         found[stem] = [[d for d, _ in row] for row in index.bm25_search(["earthquake", "runs", "plate"], 2)]
     assert found[True] == [["a"], ["a"], ["a"]]
     assert found[False] == [[], [], []]  # Milvus Lite 3.2.2's analyzer: no stemming
+
+
+class HalfCosine:
+    """A stand-in relevance model: (cosine + 1) / 2."""
+
+    threshold = 0.5
+
+    def relevance(self, vectors, cosines):
+        return (np.asarray(cosines) + 1) / 2
+
+
+def test_calibrated_index_rrf_takes_the_two_searches_and_ranks_as_hybrid_search(tiny_milvus, encoder,
+                                                                                monkeypatch) -> None:
+    from retriever.hybrid_calibration import HybridCalibration
+
+    index, store = tiny_milvus
+    no_fts5(store, monkeypatch)
+    queries = ["what causes earthquakes", "coffee tiredness"]
+    vectors = encoder.encode_queries(queries)
+    native = search(index, encoder, queries, 5, mode="hybrid", store=store, query_vectors=vectors,
+                    params=FusionParams(fusion="rrf", depth=5))
+    calibration = HybridCalibration([0.0, 0.0, 0.0, 0.0], 0.0, threshold=0.4)
+    ours = search(index, encoder, queries, 5, mode="hybrid", store=store, query_vectors=vectors,
+                  relevance_model=HalfCosine(), params=FusionParams(fusion="rrf", depth=5, calibration=calibration))
+    assert "hybrid_search" not in ours.timings_ms and ours.calibrated and ours.threshold == 0.4
+    for a, b in zip(native.hits, ours.hits, strict=True):
+        assert {h.id: h.score for h in a} == pytest.approx({h.id: h.score for h in b}, abs=1e-6)
+        assert all(h.dense is not None and h.lexical is not None and 0 < h.relevance < 1 for h in b)
+
+
+def test_calibration_fits_on_the_bm25_milvus_serves(tiny_milvus, tiny_dir: Path, encoder, monkeypatch) -> None:
+    from retriever.hybrid_fit import labelled_candidates
+
+    index, store = tiny_milvus
+    no_fts5(store, monkeypatch)
+    test = labelled_candidates(index, store, encoder, load_beir(tiny_dir), "test", 3)
+    for i, query in enumerate(test.queries):
+        bm25 = dict(index.bm25_search([query], 12)[0])
+        for j, doc in enumerate(test.candidates.ids[i]):
+            assert test.candidates.lexical[i, j] == pytest.approx(bm25.get(doc, 0.0), rel=1e-5)
