@@ -1,6 +1,7 @@
 """Issue 11: FAISS flat / HNSW / IVF and Milvus Lite behind the one VectorStore interface, side by side.
 
     python -m bench.vector_stores --n-synthetic 1000000
+    python -m bench.vector_stores --text --dataset scifact --dataset nfcorpus   # issue 19 (bench/milvus_text.py)
 
 Two corpora: the SciFact zero-shot vectors (from the embedding cache) and a seeded synthetic set of
 384-dimensional unit vectors drawn around 1,000 random centres (so that approximate indexes have structure
@@ -91,8 +92,19 @@ def run_corpus(name: str, ids: list[str], docs: np.ndarray, queries: np.ndarray)
 
 
 def main(n_synthetic: int = typer.Option(1_000_000), n_queries: int = typer.Option(1000),
-         seed: int = typer.Option(42)) -> None:
+         seed: int = typer.Option(42),
+         text: bool = typer.Option(False, help="Issue 19 instead: Milvus' BM25 and hybrid_search against FTS5 and "
+                                               "FAISS + FTS5 on --dataset (bench/milvus_text.py)."),
+         dataset: list[str] = typer.Option(["scifact", "nfcorpus"]),
+         stem: bool = typer.Option(True, help="--text: send Milvus texts and queries as stems (Lite cannot stem).")
+         ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if text:
+        from bench.milvus_text import run_dataset
+
+        for name in dataset:
+            run_dataset(name, stem)
+        return
     ids, docs, queries = scifact_vectors(n_queries)
     run_corpus("scifact", ids, docs, queries)
     docs, queries = synthetic(n_synthetic, 384, n_queries, seed)

@@ -85,8 +85,9 @@ class LiveIndex:
         missing = sorted(stored - indexed)
         extra = sorted(indexed - stored) if self.store.get_meta(COMPLETE) else []
         if missing:
-            texts = self.store.get(missing)
-            self.index.add(missing, self.encoder.encode_documents([doc_text(*texts[d]) for d in missing]))
+            texts, metadata = self.store.get(missing), self.store.metadata(missing)
+            self.index.add(missing, self.encoder.encode_documents([doc_text(*texts[d]) for d in missing]),
+                           documents=[(d, *texts[d], metadata[d]) for d in missing])
         if extra:
             self.index.remove(extra)
         if missing or extra:
@@ -103,7 +104,7 @@ class LiveIndex:
         if vectors is None:
             vectors = self.encoder.encode_documents([doc_text(doc[1], doc[2]) for doc in docs])
         self.store.upsert(docs)
-        self.index.add([doc[0] for doc in docs], vectors)
+        self.index.add([doc[0] for doc in docs], vectors, documents=docs)
 
     def delete(self, ids: list[str]) -> int:
         """Index first (it may refuse, e.g. HNSW), then the store (text and lexical postings in one commit);

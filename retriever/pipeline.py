@@ -43,7 +43,8 @@ def build_index(
     vectors = encoder.encode_documents(dataset.doc_texts(doc_ids))
     folder = (root or index_root()) / name
     index = create_store(encoder.dimension, spec, backend, folder, uri, use_gpu)
-    index.add(doc_ids, vectors)
+    index.add(doc_ids, vectors, documents=[(d, dataset.corpus[d]["title"], dataset.corpus[d]["text"],
+                                            dataset.doc_metadata.get(d)) for d in doc_ids])
     manifest = IndexManifest(
         name=name,
         model_id=encoder.document.model_id,

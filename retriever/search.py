@@ -84,6 +84,10 @@ def search(index, encoder, queries: list[str], k: int, *, mode: str = "dense", s
     require_store(store, mode, where)
     if mode == "hybrid" and params.fusion == "calibrated" and (params.calibration is None or relevance_model is None):
         raise NotCalibratedError("calibrated fusion needs a calibrated index: run 'retriever calibrate' first")
+    if (mode != "dense" or where) and getattr(index, "has_text", False):  # Milvus' own BM25 (issue 19)
+        from retriever.hybrid_milvus import milvus_search
+        return milvus_search(index, encoder, queries, k, mode=mode, params=params, relevance_model=relevance_model,
+                             min_relevance=min_relevance, where=where, query_vectors=query_vectors)
     timer = StageTimer()
     allowed = None
     if where:

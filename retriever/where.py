@@ -117,8 +117,8 @@ def to_milvus_expr(where: Where | None, field: str = "metadata") -> str:
     parts = []
     for key, op, value in normalise(where):
         target = field + "".join(f'["{part}"]' for part in key.split("."))
-        if op == "in":
-            parts.append(f"{target} in {json.dumps(value)}")
+        if op == "in":  # an OR of equalities: Milvus Lite takes ``in`` on plain fields only
+            parts.append("(" + " or ".join(f"{target} == {json.dumps(v)}" for v in value) + ")")
         else:
             parts.append(f"{target} {RANGE_OPS.get(op, '==')} {json.dumps(value)}")
     return " and ".join(parts)

@@ -89,7 +89,8 @@ def test_where_predicate_matches_hand_labels() -> None:
     assert [matches({"nested.x": 1}, m) for m in METADATA] == [False] * 5 + [True]
     sql, args = to_sql(where)
     assert sql.count("json_extract") == 3 and args == (2015, 2020, "a", "b", "c")
-    assert to_milvus_expr({"tag": {"in": ["a"]}, "year": 3}) == 'metadata["tag"] in ["a"] and metadata["year"] == 3'
+    assert to_milvus_expr({"tag": {"in": ["a", 2]}, "year": 3}) == (
+        '(metadata["tag"] == "a" or metadata["tag"] == 2) and metadata["year"] == 3')
 
 
 @pytest.mark.parametrize("bad", [{"year": {"near": 3}}, {"tag": {"in": []}}, {"x y": 1}, {"year": {"gte": None}},

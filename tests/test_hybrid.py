@@ -135,7 +135,7 @@ def test_allowed_ids_restrict_every_backend_inside_the_search(backend: str, tmp_
     docs /= np.linalg.norm(docs, axis=1, keepdims=True)
     store = create_store(16, "Flat", backend, tmp_path / "idx", use_gpu=False)
     ids = [f"d{i}" for i in range(200)]
-    store.add(ids, docs)
+    store.add(ids, docs, documents=[(d, "", f"text of {d}") for d in ids])
     allowed = {f"d{i}" for i in range(0, 200, 7)}
     subset = sorted(range(0, 200, 7))
     result = store.search(docs[:4], 5, allowed=allowed)

@@ -2,8 +2,10 @@
 comes back (a real server process on loopback, as in test_service_live)."""
 
 import asyncio
+from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.live_server import Server
 
@@ -13,6 +15,32 @@ def rare(batch: int, j: int) -> str:
 
 
 def test_kill9_during_upserts_and_deletes_keeps_the_lexical_side(server: Server) -> None:
+    upsert_delete_kill9_restart(server)
+
+
+@pytest.fixture
+def milvus_server(tiny_dir: Path, encoder, tmp_path: Path):
+    """The same server over a ``--store milvus`` index: its lexical side is Milvus' BM25 (issue 19)."""
+    pytest.importorskip("milvus_lite")
+    from retriever.data import load_beir
+    from retriever.pipeline import build_index
+
+    _, _, path = build_index(load_beir(tiny_dir), encoder, "tiny", root=tmp_path / "indexes", use_gpu=False,
+                             backend="milvus")
+    from tests.conftest import _stop_milvus_lite
+
+    _stop_milvus_lite()  # the server process opens milvus.db itself
+    server = Server(path.parent, tmp_path / "cache")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_kill9_keeps_the_milvus_bm25_side(milvus_server: Server) -> None:
+    upsert_delete_kill9_restart(milvus_server)
+
+
+def upsert_delete_kill9_restart(server: Server) -> None:
     acknowledged: list[tuple[str, str]] = []
     deleted: list[str] = []
 

@@ -19,6 +19,11 @@ def unit(rng: np.random.Generator, n: int, d: int = 16) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def texts(ids: list[str]) -> list[tuple[str, str, str]]:
+    """Documents for ``add`` (a Milvus collection indexes their texts for BM25; FAISS ignores them)."""
+    return [(d, "", f"text of {d}") for d in ids]
+
+
 def restart(backend: str) -> None:
     """Drop cached clients, as a new process would start without them."""
     if backend == "milvus":
@@ -34,7 +39,7 @@ def test_exact_top_k_add_remove_and_restart(backend: str, tmp_path: Path) -> Non
     rng = np.random.default_rng(0)
     docs, queries = unit(rng, 300), unit(rng, 8)
     store = create_store(16, "Flat", backend, tmp_path / "idx", use_gpu=False)
-    store.add([f"d{i}" for i in range(300)], docs)
+    store.add([f"d{i}" for i in range(300)], docs, documents=texts([f"d{i}" for i in range(300)]))
     assert len(store) == 300 and store.dimension == 16 and "d7" in store
     result = store.search(queries, 10)
     expected = np.argsort(-(queries @ docs.T), axis=1)[:, :10]
@@ -42,9 +47,9 @@ def test_exact_top_k_add_remove_and_restart(backend: str, tmp_path: Path) -> Non
     np.testing.assert_allclose(result.scores[0], np.sort(queries[0] @ docs.T)[::-1][:10], rtol=1e-4)
 
     assert store.remove(["d7", "nope"]) == 1 and "d7" not in store and len(store) == 299
-    store.add(["d8"], docs[[7]])  # upsert: d8 now holds d7's vector
+    store.add(["d8"], docs[[7]], documents=texts(["d8"]))  # upsert: d8 now holds d7's vector
     assert len(store) == 299 and store.search(docs[[7]], 1).ids == [["d8"]]
-    store.add(["new"], docs[[9]])
+    store.add(["new"], docs[[9]], documents=texts(["new"]))
     assert store.ids == {f"d{i}" for i in range(300)} - {"d7"} | {"new"}
 
     before = store.search(queries, 10).ids

@@ -131,8 +131,9 @@ class FaissIndex:
             raise RetrieverError(f"{len(vectors)} vectors for {n} ids")
         return vectors
 
-    def add(self, doc_ids: list[str], vectors: np.ndarray) -> None:
-        """Insert or replace (upsert) documents; an untrained IVF index is trained on these vectors."""
+    def add(self, doc_ids: list[str], vectors: np.ndarray, documents: list[tuple] | None = None) -> None:
+        """Insert or replace (upsert) documents; an untrained IVF index is trained on these vectors.
+        ``documents`` (texts) are the document store's business here: FAISS keeps vectors only."""
         vectors = self._check_vectors(vectors, len(doc_ids))
         if len(set(doc_ids)) != len(doc_ids):
             raise RetrieverError("duplicate document ids in one add")

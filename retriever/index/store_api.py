@@ -40,8 +40,9 @@ class VectorStore(Protocol):
 
     def __contains__(self, doc_id: str) -> bool: ...
 
-    def add(self, doc_ids: list[str], vectors: np.ndarray) -> None:
-        """Insert or replace (upsert)."""
+    def add(self, doc_ids: list[str], vectors: np.ndarray, documents: list[tuple] | None = None) -> None:
+        """Insert or replace (upsert). ``documents``: the ``(id, title, text[, metadata])`` rows of
+        ``doc_ids``, for a store that indexes texts itself (Milvus with BM25); others ignore them."""
 
     def remove(self, doc_ids: list[str]) -> int: ...
 
