@@ -1,6 +1,7 @@
 """The reranker loop on transformers' Trainer (issue 17, item 3): a run killed after a checkpoint and resumed
 ends where an uninterrupted run ends (parameters, losses; CET's selection model too), and two processes under
-torchrun (gloo, CPU) train one reranker with one log."""
+torchrun (gloo, CPU) train one reranker with one log (CET too: its selection model steps on gradients averaged
+over the processes)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from retriever.errors import RetrieverError
 from tests import test_adore_trainer
 from tests.interrupted import assert_same_run, crash_then_resume, logged_losses
+from tests.live_server import free_port
 from tests.test_rerankers import make_tiny_causal_lm
 from tests.torchrun import torchrun_train
 from training.negatives import NegativesFile
 from training.rerank_config import RerankerConfig
+from training.rerank_step import average_gradients
 from training.rerank_trainer import train_reranker
 from training.run_log import LOG_FILE, read_log
 
@@ -115,10 +120,35 @@ def test_former_loop_checkpoints_are_refused_not_overwritten(tiny_dir: Path, tin
     assert (output / LOG_FILE).read_text() == '{"step": 40, "loss": 0.5}\n'  # nothing was touched
 
 
-def test_cet_refuses_torchrun(tiny_dir: Path, tiny_model_dir: Path, negatives: Path, tmp_path: Path,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets: S's gradients would not be synchronised
-    config = _config("ce-cet", tiny_model_dir.parent / "hf", tiny_dir, negatives, tmp_path / "cet")
-    with pytest.raises(RetrieverError, match="single process"):
-        train_reranker(config)
-    assert not (tmp_path / "cet").exists()  # refused before anything was written
+def test_cet_under_torchrun_keeps_one_selection_model(tiny_dir: Path, tiny_model_dir: Path, negatives: Path,
+                                                      tmp_path: Path) -> None:
+    output = tmp_path / "ddp-cet"
+    summary = torchrun_train(["--model", str(tiny_model_dir.parent / "hf"), "--data", str(tiny_dir),
+                              "--negatives-file", str(negatives), "--objective", "pair", "--debias", "cet",
+                              "--n-hard", "2", "--n-easy", "1", "--batch-size", "2", "--max-length", "32",
+                              "--max-steps", "2", "--save-steps", "1", "--output", str(output)],
+                             command="train-reranker")
+    assert summary["steps"] == 2
+    assert sorted(logged_losses(output)) == [1, 2]
+    saved = [load_file(output / "checkpoints" / f"checkpoint-{s}" / "selection" / "model.safetensors") for s in (1, 2)]
+    assert any(not torch.equal(saved[0][k], saved[1][k]) for k in saved[1])  # S stepped (on the averaged gradient)
+    assert (output / "selection" / "model.safetensors").is_file()
+
+
+def _average_on_rank(rank: int, port: int, results) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    module = torch.nn.Linear(3, 2)
+    for p in module.parameters():
+        p.grad = torch.full_like(p, float(rank + 1))
+    average_gradients(module)
+    results[rank] = [p.grad.clone() for p in module.parameters()]
+    dist.destroy_process_group()
+
+
+def test_selection_gradients_are_averaged_over_processes() -> None:
+    port = free_port()
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_average_on_rank, args=(port, results), nprocs=2, join=True)
+        for rank in (0, 1):  # (1 + 2) / 2 on both processes
+            assert all(torch.equal(g, torch.full_like(g, 1.5)) for g in results[rank])

@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from retriever.data import BeirDataset
@@ -87,6 +88,7 @@ class SelectionModel:
             reranker_scores = eval_scores(reranker, queries, documents).view(shape)
             scores = self.scorer(queries, documents).scores.view(shape)
         CETPairLoss(self.ratio)(scores, reranker_scores, hard=hard).backward()
+        average_gradients(self.scorer)
         torch.nn.utils.clip_grad_norm_(self.scorer.parameters(), 1.0)
         self.optimizer.step()
         self.schedule.step()
@@ -104,3 +106,18 @@ class SelectionModel:
         saved = torch.load(Path(checkpoint) / SELECTION_STATE, weights_only=False)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.schedule.load_state_dict(saved["schedule"])
+
+
+def average_gradients(module: torch.nn.Module) -> None:
+    """Under torchrun, S's gradients averaged over the processes (what DDP does for the reranker): every copy of
+    S starts from the same seeded weights and takes the same step, so the copies stay equal."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])  # one all-reduce, not one per tensor
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()

@@ -104,8 +104,6 @@ def _check(config: RerankerConfig) -> None:
     if former:
         raise RetrieverError(f"{config.output} holds checkpoints of the former reranker loop ({former[0].name}), "
                              "which cannot be resumed: use another --output")
-    if config.debias == "cet" and world_size() > 1:
-        raise RetrieverError("--debias cet trains its selection model in a single process: run without torchrun")
 
 
 def train_reranker(config: RerankerConfig) -> dict:
