@@ -30,7 +30,7 @@ import typer
 from bench.results import ROOT, record, write_significance
 from retriever.bm25 import Bm25Retriever
 from retriever.data import load_dataset
-from retriever.docstore import COMPLETE, STORE_FILE, DocumentStore
+from retriever.docstore import STORE_FILE, DocumentStore
 from retriever.encoders import BiEncoder
 from retriever.errors import IndexNotFoundError
 from retriever.evaluate import evaluate_run, write_trec_run
@@ -38,7 +38,9 @@ from retriever.filtering import filter_metrics, fit_relevance_model
 from retriever.filtering.calibrate import ensure_train_dev
 from retriever.filtering.store import RelevanceModel
 from retriever.hybrid_fit import fit_hybrid_side, labelled_candidates, to_run
+from retriever.lexical import NoLexicalSideError
 from retriever.pipeline import build_index, open_index, retrieve
+from retriever.rerank.first_stage import lexical_store
 from retriever.search import calibrated_relevance, fuse, fusion_params, search
 
 INDEXES = ROOT / "indexes"
@@ -48,7 +50,9 @@ logger = logging.getLogger("bench.hybrid")
 
 
 def zero_shot(name: str):
-    """The zero-shot index with its lexical side (added to an index built before it existed)."""
+    """The zero-shot index (built when absent) and its document store. An index without a lexical side is
+    refused as the service refuses it (409, :class:`~retriever.lexical.NoLexicalSideError`'s message; here a
+    bad ``--dataset``, exit status 2): nothing is filled into an existing index behind the caller's back."""
     dataset, _ = ensure_train_dev(load_dataset(name))
     folder = INDEXES / f"{name}-zero-shot"
     try:
@@ -56,10 +60,10 @@ def zero_shot(name: str):
     except IndexNotFoundError:
         encoder = BiEncoder.load("default", show_progress=True)
         index, manifest, _ = build_index(dataset, encoder, folder.name, root=INDEXES)
-    store = DocumentStore(folder / STORE_FILE, lexical=True)
-    if len(store) < len(dataset.corpus):
-        store.upsert((d, doc["title"], doc["text"], dataset.doc_metadata.get(d)) for d, doc in dataset.corpus.items())
-        store.set_meta(COMPLETE, "1")
+    try:
+        store = lexical_store(folder)
+    except NoLexicalSideError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--dataset") from None
     return index, manifest, encoder, dataset, store
 
 
@@ -159,11 +163,9 @@ def filtering_rows(name, index, encoder, dataset, store, adapter, params, model_
 
 def trained_rows(name: str, model_path: str) -> None:
     """Hybrid rows with a trained query tower over the zero-shot index (its document tower must match)."""
-    from retriever.pipeline import open_index as reopen
-
     index, manifest, _, data, store = zero_shot(name)
     encoder = BiEncoder.load(model_path, show_progress=True)
-    index, manifest, encoder = reopen(INDEXES / f"{name}-zero-shot", encoder)  # refuses another document tower
+    index, manifest, encoder = open_index(INDEXES / f"{name}-zero-shot", encoder)  # refuses another document tower
     queries = data.split_queries("test")
     label = Path(model_path).name
     rows = store.lexical_search(list(queries.values()), 1001)

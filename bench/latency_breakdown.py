@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -25,6 +26,11 @@ import typer
 
 from bench.results import ROOT, record
 from retriever.data import load_dataset
+from retriever.onnx.runtime import encode_onnx
+from service.app import create_app
+from service.batching import MicroBatcher
+from service.schemas import SearchHit, SearchRequest, SearchResponse, SearchResult
+from service.settings import Settings
 
 logger = logging.getLogger("bench.latency_breakdown")
 
@@ -43,7 +49,7 @@ def timed(fn: Callable, items: list) -> list[float]:
 
 
 def ort_session(path, threads: int, spin: bool, level: str = "all"):
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional extra (onnx)
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
@@ -74,8 +80,6 @@ def forward_variants(encoder, feeds: list[dict]) -> dict[str, list[float]]:
 
 
 def encoder_stages(encoder, queries: list[str]) -> dict[str, list[float]]:
-    from retriever.onnx.runtime import encode_onnx
-
     model = encoder.model
     feeds = [{k: v.numpy() for k, v in model.preprocess([q]).items() if k in encoder.onnx.inputs} for q in queries]
     out = {"tokenise_st_preprocess": timed(lambda q: model.preprocess([q]), queries),
@@ -89,8 +93,6 @@ def encoder_stages(encoder, queries: list[str]) -> dict[str, list[float]]:
 
 
 def index_stages(runtime, live, queries: list[str], vectors: np.ndarray) -> dict[str, list[float]]:
-    from service.schemas import SearchRequest
-
     rows = list(range(len(queries)))
     dense = [SearchRequest(query=q, mode="dense", filter="none") for q in queries]
     hybrid = [SearchRequest(query=q, mode="hybrid", filter="none") for q in queries]
@@ -109,8 +111,6 @@ def index_stages(runtime, live, queries: list[str], vectors: np.ndarray) -> dict
 def response_stage(runtime, live, queries: list[str], vectors: np.ndarray) -> dict[str, list[float]]:
     """Building the response model and serialising it as FastAPI does (validate against the response model,
     then pydantic's JSON dump)."""
-    from service.schemas import SearchHit, SearchRequest, SearchResponse, SearchResult
-
     request = SearchRequest(query=queries[0], mode="dense", filter="none")
     outcome = runtime._search(live, request, "dense", vectors[:1], None, 10)
     docs = live.texts([h.id for h in outcome.hits[0]])
@@ -126,8 +126,6 @@ def response_stage(runtime, live, queries: list[str], vectors: np.ndarray) -> di
 
 async def hop_stages(queries: list[str]) -> dict[str, list[float]]:
     """Round trips to a worker thread and through the micro-batcher, with a no-op model."""
-    from service.batching import MicroBatcher
-
     loop = asyncio.get_running_loop()
     pool = ThreadPoolExecutor(1)
     batcher = MicroBatcher(lambda items: items, ThreadPoolExecutor(1))
@@ -144,7 +142,7 @@ async def hop_stages(queries: list[str]) -> dict[str, list[float]]:
 
 
 async def app_stages(app, queries: list[str]) -> dict[str, list[float]]:
-    import httpx
+    import httpx  # optional: the dev extra
 
     out: dict[str, list[float]] = {"app_health": [], "app_search_dense": [], "app_search_warm": []}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
@@ -169,11 +167,6 @@ async def async_stages(app, runtime, texts: list[str]) -> dict[str, list[float]]
 def main(index: str = typer.Option("scifact-zero-shot"), dataset: str = typer.Option("scifact"),
          backend: str = typer.Option("onnx-int8"), queries: int = typer.Option(300)) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    import os
-
-    from service.app import create_app
-    from service.settings import Settings
-
     texts = list(load_dataset(dataset).split_queries("test").values())[:queries]
     started = time.time()
     load = os.getloadavg()[0]

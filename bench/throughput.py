@@ -21,14 +21,20 @@ import os
 import time
 from collections.abc import Callable
 
+import numpy as np
+import torch
 import typer
+from sentence_transformers import CrossEncoder
+from torch.utils.flop_counter import FlopCounterMode
 
 from bench.results import record
 from bench.serve_load import cross_encoder_dir
 from retriever.data import load_dataset
-from retriever.encoders import DEFAULT_MODEL_ID, BiEncoder, TextEncoder, load_sentence_transformer
+from retriever.encoders import DEFAULT_MODEL_ID, BiEncoder, EmbeddingCache, TextEncoder, load_sentence_transformer
 from retriever.errors import ModelError
 from retriever.onnx.guard import MAX_NDCG_LOSS, dense_ndcg
+from retriever.onnx.runtime import SPIN_ENV
+from retriever.rerank import load_reranker
 
 logger = logging.getLogger("bench.throughput")
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -70,8 +76,6 @@ def encoders(batch_size: int) -> dict[str, TextEncoder]:
 
 def int8_variants(batch_size: int) -> dict[str, TextEncoder]:
     """The int8 encoder at other batch sizes, and with spinning ORT workers (ORT's default; ours is off)."""
-    from retriever.onnx.runtime import SPIN_ENV
-
     out = {f"onnx-int8-b{b}": TextEncoder.load("default", device="cpu", cache=None, backend="onnx-int8",
                                                batch_size=b) for b in (8, 16, 64) if b != batch_size}
     os.environ[SPIN_ENV] = "1"
@@ -84,8 +88,6 @@ def int8_variants(batch_size: int) -> dict[str, TextEncoder]:
 
 
 def rerankers(max_length: int, batch_size: int) -> dict:
-    from retriever.rerank import load_reranker
-
     out = {}
     for backend in BACKENDS:
         try:
@@ -96,8 +98,6 @@ def rerankers(max_length: int, batch_size: int) -> dict:
 
 
 def rerank_rates(queries: list[str], docs: list[str], max_length: int, rounds: int, batch_size: int):
-    from sentence_transformers import CrossEncoder
-
     plain = CrossEncoder(str(cross_encoder_dir()), device="cpu", max_length=max_length)
     ours = rerankers(max_length, batch_size)
     pairs = [(queries[i % len(queries)], d) for i, d in enumerate(docs)]
@@ -144,8 +144,6 @@ def main(
                  for n in (128, 256)}
     quality = {}
     if ndcg:
-        from retriever.encoders import EmbeddingCache
-
         for backend in ours:
             encoder = TextEncoder.load("default", device="cpu", cache=EmbeddingCache(), backend=backend,
                                        batch_size=64, show_progress=True)
@@ -182,8 +180,6 @@ def latency(query: str, data, rounds: int) -> None:
     """Seconds to rerank one test query's top 100 dense candidates (SciFact documents as they are), truncated
     at 128 tokens (the recorded figure: the length the task sets for the rerankers trained here) and at 256,
     every backend in turn in each round; the corpus vectors come from the (warm) embedding cache."""
-    import numpy as np
-
     encoder = TextEncoder.load("default", device="cpu", backend="torch")
     texts = data.doc_texts()
     scores = encoder.encode(texts) @ encoder.encode([query], side="query")[0]
@@ -210,10 +206,6 @@ def compute_bound(candidates: list[str], query: str, seconds: float) -> dict[str
     cross-encoder), the fp32 GEMM rate this CPU sustains at the model's shapes (a batch of 32 pairs x 128
     tokens through a 384 x 1536 FFN matrix, all cores), the fp32 lower bound for 100 pairs that gives, and
     the rate the measured latency implies."""
-    import torch
-    from sentence_transformers import CrossEncoder
-    from torch.utils.flop_counter import FlopCounterMode
-
     model = CrossEncoder(str(cross_encoder_dir()), device="cpu", max_length=128)
     features = model.tokenizer([query], [candidates[0]], truncation="longest_first", max_length=128,
                                padding="max_length", return_tensors="pt")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from bench.milvus_text import run_dataset
 from bench.results import record
 from retriever.data import load_dataset
 from retriever.encoders import TextEncoder
@@ -100,8 +101,6 @@ def main(n_synthetic: int = typer.Option(1_000_000), n_queries: int = typer.Opti
          ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if text:
-        from bench.milvus_text import run_dataset
-
         for name in dataset:
             run_dataset(name, stem)
         return

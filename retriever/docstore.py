@@ -17,11 +17,12 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
-
-from retriever.lexical import NoLexicalSideError, fts5
+from retriever.lexical import fts5
+from retriever.lexical.queries import LexicalQueries, no_lexical_message
 from retriever.lexical.snapshot import Bm25Snapshot, Stemmer
 from retriever.where import Where, to_sql
+
+__all__ = ["COMPLETE", "STORE_FILE", "DocumentStore", "no_lexical_message"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -38,18 +39,14 @@ REFRESH_QUIET_S = 1.0  # a lexical snapshot is re-read only after this long with
 Row = tuple[str, str, str] | tuple[str, str, str, dict | None]
 
 
-def no_lexical_message(index: str, mode: str = "lexical and hybrid") -> str:
-    return (f"index '{index}' has no lexical side (built before it existed, or with --no-lexical), so {mode} "
-            "search cannot run: use mode 'dense', or rebuild it with 'retriever index build' without --no-lexical "
-            "(the embedding cache spares re-encoding the corpus)")
-
-
 def _with_metadata(row: Row) -> tuple[str, str, str, str]:
     metadata = row[3] if len(row) > 3 else None
     return row[0], row[1], row[2], json.dumps(metadata or {}, separators=(",", ":"))
 
 
-class DocumentStore:
+class DocumentStore(LexicalQueries):
+    """Texts, metadata and the FTS5 index in one SQLite file; the lexical queries are :class:`LexicalQueries`."""
+
     def __init__(self, path: Path, lexical: bool | None = None, snapshot: bool = False) -> None:
         """``lexical``: True builds the FTS index if absent, False leaves it out, None keeps what is there.
         ``snapshot``: score lexical passes in numpy from a snapshot of the postings while no write has
@@ -79,11 +76,6 @@ class DocumentStore:
     def has_lexical(self) -> bool:
         with self._lock:
             return fts5.installed_version(self._conn) == fts5.LEXICAL_VERSION
-
-    def _require_lexical(self) -> None:
-        """Under the lock: a clear error, not SQLite's 'no such table', when the FTS index is absent."""
-        if fts5.installed_version(self._conn) != fts5.LEXICAL_VERSION:
-            raise NoLexicalSideError(no_lexical_message(self.path.parent.name))
 
     def __len__(self) -> int:
         with self._lock:
@@ -148,39 +140,6 @@ class DocumentStore:
         with self._lock:
             return {row[0] for row in self._conn.execute(sql, args)}
 
-    def lexical_search(self, queries: list[str], k: int, where: Where | None = None) -> list[list[tuple[str, float]]]:
-        """BM25 top-``k`` ``(id, score)`` per query; ``where`` restricts the ranking to matching documents."""
-        if self._stemmer is not None and self._snapshot_generation == self._generation:
-            return [self.lexical_candidates(q, k, [], where)[0] for q in queries]
-        condition, args = to_sql(where)
-        with self._lock:
-            self._require_lexical()
-            return [fts5.search(self._conn, q, k, condition, args) for q in queries]
-
-    def lexical_scores(self, query: str, ids: list[str]) -> dict[str, float]:
-        """BM25 of the given documents for ``query`` (absent: no query term matches, a score of 0)."""
-        return self.lexical_candidates(query, 0, ids)[1]
-
-    def lexical_pass(self, query: str, where: Where | None = None) -> tuple:
-        """The FTS pass of :meth:`lexical_candidates` alone (``(rowids, BM25)`` of every match), so that a
-        caller can run it before the query vector exists (the service overlaps it with the encoding)."""
-        condition, args = to_sql(where)
-        stems = self._stemmer.stems(query) if self._stemmer is not None else None
-        with self._lock:
-            self._require_lexical()
-            current = self._snapshot if self._snapshot_generation == self._generation else None
-            if current is None or stems is None:
-                if self._stemmer is not None and current is None:
-                    self._refresh_in_background()
-                return fts5.all_scores(self._conn, query, condition, args)
-            allowed = (np.fromiter((r for (r,) in self._conn.execute(
-                f"SELECT rowid FROM documents WHERE {condition}", args)), dtype=np.int64) if condition else None)
-        rowids, scores = current.scores(stems)
-        if allowed is not None:
-            keep = np.isin(rowids, allowed)
-            rowids, scores = rowids[keep], scores[keep]
-        return rowids, scores
-
     def refresh_lexical_snapshot(self) -> bool:
         """Read the postings on a connection of its own (writes go on meanwhile, WAL) and keep the snapshot
         only if no write committed since this began; True when kept."""
@@ -216,29 +175,6 @@ class DocumentStore:
             self.refresh_lexical_snapshot()
         except sqlite3.Error as exc:  # the FTS5 path keeps answering; the next pass tries again
             logging.getLogger(__name__).warning("lexical snapshot of %s not refreshed: %s", self.path, exc)
-
-    def lexical_candidates(self, query: str, depth: int, ids: list[str], where: Where | None = None,
-                           done: tuple | None = None) -> tuple[list[tuple[str, float]], dict[str, float]]:
-        """In one FTS pass: the top-``depth`` ``(id, BM25)`` and the BM25 of ``ids`` (those matching a term);
-        ``done``: that pass, already run by :meth:`lexical_pass` with the same ``where``."""
-        if done is None:
-            done = self.lexical_pass(query, where)
-        rowids, scores = done
-        with self._lock:
-            ranked = fts5.top(rowids, scores, depth)
-            top_ids = self._column_for("rowid", "id", [r for r, _ in ranked])
-            known = self._column_for("id", "rowid", ids)
-        best = [(top_ids[r], s) for r, s in ranked if r in top_ids]
-        found = fts5.lookup(rowids, scores, list(known.values()))
-        return best, {d: s for d, s in zip(known, found, strict=True) if s is not None}
-
-    def _column_for(self, key: str, value: str, keys: list) -> dict:
-        out: dict = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            out.update(self._conn.execute(f"SELECT {key}, {value} FROM documents WHERE {key} IN "
-                                          f"({','.join('?' * len(chunk))})", chunk))
-        return out
 
     def get_meta(self, key: str) -> str | None:
         with self._lock:

@@ -63,7 +63,7 @@ def milvus_candidates(index, queries: list[str], vectors: np.ndarray, depth: int
                       timer: StageTimer | None = None) -> fusion_fns.Candidates:
     """Both sides' top-``depth`` from Milvus, united, every candidate's cosine and BM25 filled in (what
     :func:`retriever.search.hybrid_candidates` gives over FAISS and FTS5)."""
-    from retriever.search import hybrid_candidates
+    from retriever.search import hybrid_candidates  # import cycle: search imports hybrid_milvus
 
     expr = to_milvus_expr(where)
     return hybrid_candidates(_Filtered(index, expr), _MilvusLexical(index, expr), queries, vectors, depth,
@@ -74,7 +74,7 @@ def milvus_search(index, encoder, queries: list[str], k: int, *, mode: str, para
                   min_relevance: float | None = None, where: Where | None = None,
                   query_vectors: np.ndarray | None = None):
     """:func:`retriever.search.search` for an index with :func:`native_text` (same arguments, same outcome)."""
-    from retriever import search as s
+    from retriever import search as s  # import cycle: search imports hybrid_milvus
 
     timer = StageTimer()
     expr = to_milvus_expr(where)

@@ -16,6 +16,8 @@ from retriever import fusion as fusion_fns
 from retriever.docstore import no_lexical_message
 from retriever.errors import NotCalibratedError, RetrieverError
 from retriever.hybrid_calibration import HybridCalibration
+from retriever.hybrid_milvus import milvus_search
+from retriever.index.faiss_index import SearchResult
 from retriever.lexical import NoLexicalSideError, query_terms
 from retriever.timing import StageTimer
 from retriever.where import Where
@@ -85,7 +87,6 @@ def search(index, encoder, queries: list[str], k: int, *, mode: str = "dense", s
     if mode == "hybrid" and params.fusion == "calibrated" and (params.calibration is None or relevance_model is None):
         raise NotCalibratedError("calibrated fusion needs a calibrated index: run 'retriever calibrate' first")
     if (mode != "dense" or where) and getattr(index, "has_text", False):  # Milvus' own BM25 (issue 19)
-        from retriever.hybrid_milvus import milvus_search
         return milvus_search(index, encoder, queries, k, mode=mode, params=params, relevance_model=relevance_model,
                              min_relevance=min_relevance, where=where, query_vectors=query_vectors)
     timer = StageTimer()
@@ -225,9 +226,8 @@ def rank_queries(index_name, index, manifest, encoder, queries: list[str], k: in
                  fusion: str | None = None):
     """Top-``k`` of each query as a :class:`~retriever.index.faiss_index.SearchResult` (ids and scores,
     best first), in any mode, with the index's own store and fusion settings: what mining consumes."""
-    from retriever.filtering import load_relevance_model
-    from retriever.index.faiss_index import SearchResult
-    from retriever.pipeline import open_store
+    from retriever.filtering import load_relevance_model  # import cycle: filtering.calibrate imports search
+    from retriever.pipeline import open_store  # import cycle: pipeline imports search
 
     relevance = load_relevance_model(index_name, manifest)
     params = fusion_params(relevance.info if relevance else None, fusion)

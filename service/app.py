@@ -50,6 +50,57 @@ def validation_message(exc: RequestValidationError) -> str:
     return f"{'.'.join(loc)}: {message}" if loc else message
 
 
+# domain errors and their status: a valid request the index cannot serve is a 409, not yet loaded a 503
+_ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (IndexNotFoundError, 404),
+    (IndexMismatchError, 409),
+    (NotCalibratedError, 409),  # valid request, but the index lacks what it needs
+    (NoLexicalSideError, 409),  # the same: lexical/hybrid on an index without a lexical side
+    (NotReadyError, 503),
+    (RetrieverError, 422),
+)
+
+
+def _status_handler(status: int):
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        return _error(status, str(exc), request.url.path)
+    return handle
+
+
+async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's HTTPException: also unknown paths (404) and methods (405)."""
+    return _error(exc.status_code, str(exc.detail), request.url.path, getattr(exc, "headers", None),
+                  **getattr(exc, "details", {}))
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    message = validation_message(exc)
+    param = message.split(": ", 1)[0] if ": " in message else None
+    return _error(422, message, request.url.path, errors=jsonable_errors(exc), param=param)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    for exc_type, status in _ERROR_STATUS:
+        app.add_exception_handler(exc_type, _status_handler(status))
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(RequestValidationError, _invalid)
+
+
+def _install_routes(app: FastAPI, settings: Settings, runtime: Runtime) -> None:
+    """The routers (all but probes and docs behind the API key, when set) and the middleware."""
+    guarded = [Depends(require_api_key)] if settings.api_key else []  # OpenAPI declares Bearer only when set
+    responses = error_responses(bool(settings.api_key))
+    app.include_router(ops.probes)
+    app.include_router(docs.router)
+    routers = [ops.router] + [module.router for module in (search, rerank, embed, openai, cohere, documents)]
+    for router in routers:
+        app.include_router(router, dependencies=guarded, responses=responses)
+    # the middleware checks the key of these routes before their body is read
+    app.add_middleware(RequestContext, runtime=runtime, error=_error,
+                       guarded=[route.path_regex for router in routers for route in router.routes])
+    app.add_middleware(ApiPathMiddleware)  # outermost: error bodies know the API of the path
+
+
 def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_json)
@@ -66,53 +117,8 @@ def create_app(settings: Settings | None = None, load: bool = True) -> FastAPI:
                   description="Dense search with calibrated relevance filtering, rerank, embeddings and "
                               "document upserts over FAISS indexes built by the `retriever` CLI.")
     app.state.runtime = runtime
-
-    @app.exception_handler(IndexNotFoundError)
-    async def _not_found(request: Request, exc: IndexNotFoundError):
-        return _error(404, str(exc), request.url.path)
-
-    @app.exception_handler(IndexMismatchError)
-    async def _mismatch(request: Request, exc: IndexMismatchError):
-        return _error(409, str(exc), request.url.path)
-
-    @app.exception_handler(NotCalibratedError)  # valid request, but the index lacks what it needs
-    async def _not_calibrated(request: Request, exc: NotCalibratedError):
-        return _error(409, str(exc), request.url.path)
-
-    @app.exception_handler(NoLexicalSideError)  # the same: lexical/hybrid on an index without a lexical side
-    async def _no_lexical(request: Request, exc: NoLexicalSideError):
-        return _error(409, str(exc), request.url.path)
-
-    @app.exception_handler(NotReadyError)
-    async def _not_ready(request: Request, exc: NotReadyError):
-        return _error(503, str(exc), request.url.path)
-
-    @app.exception_handler(RetrieverError)
-    async def _bad_request(request: Request, exc: RetrieverError):
-        return _error(422, str(exc), request.url.path)
-
-    @app.exception_handler(HTTPException)  # Starlette's: also unknown paths (404) and methods (405)
-    async def _http(request: Request, exc: HTTPException):
-        return _error(exc.status_code, str(exc.detail), request.url.path, getattr(exc, "headers", None),
-                      **getattr(exc, "details", {}))
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        message = validation_message(exc)
-        param = message.split(": ", 1)[0] if ": " in message else None
-        return _error(422, message, request.url.path, errors=jsonable_errors(exc), param=param)
-
-    guarded = [Depends(require_api_key)] if settings.api_key else []  # OpenAPI declares Bearer only when set
-    responses = error_responses(bool(settings.api_key))
-    app.include_router(ops.probes)
-    app.include_router(docs.router)
-    routers = [ops.router] + [module.router for module in (search, rerank, embed, openai, cohere, documents)]
-    for router in routers:
-        app.include_router(router, dependencies=guarded, responses=responses)
-    # the middleware checks the key of these routes before their body is read
-    app.add_middleware(RequestContext, runtime=runtime, error=_error,
-                       guarded=[route.path_regex for router in routers for route in router.routes])
-    app.add_middleware(ApiPathMiddleware)  # outermost: error bodies know the API of the path
+    _install_error_handlers(app)
+    _install_routes(app, settings, runtime)
     install_openapi(app, settings, runtime)
     return app
 

@@ -22,10 +22,10 @@ def serve_command(
                                                                "that passed its guard)."),
 ) -> None:
     """Serve search, rerank, embeddings and document upserts over REST (FastAPI + uvicorn)."""
-    import uvicorn
+    import uvicorn  # CLI start-up: only `retriever serve` loads the server
 
-    from service.app import create_app
-    from service.settings import Settings
+    from service.app import create_app  # CLI start-up: fastapi and the models' code
+    from service.settings import Settings  # CLI start-up: pydantic-settings
 
     overrides = {"indexes": index, "reranker": reranker, "api_key": api_key,
                  "fallback_to_previous": fallback_to_previous or None, "backend": backend}

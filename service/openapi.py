@@ -22,6 +22,7 @@ from service.schemas import (
     ValidationErrorResponse,
 )
 from service.settings import Settings
+from service.vectors import matryoshka_dims
 
 # The error body of each API (service/api_errors.py builds them): (any error, a validation error)
 ERROR_MODELS = {"openai": (OpenAIErrorResponse, OpenAIErrorResponse), "cohere": (CohereErrorResponse,
@@ -112,8 +113,6 @@ def model_limits(schema: dict, runtime) -> dict:
     """What the served models accept: the output sizes (full or Matryoshka) as ``enum`` and token ids up to
     the largest vocabulary. With several models the schema gives the union; the ``model`` a request names
     may still refuse another model's size or ids (a 400 naming them)."""
-    from service.vectors import matryoshka_dims
-
     encoders = _encoders(runtime)
     sizes = sorted({e.dimension for e in encoders} | {d for e in encoders for d in matryoshka_dims(e.model_id)})
     components = schema.get("components", {}).get("schemas", {})

@@ -121,9 +121,9 @@ def quantize(vectors: np.ndarray, kind: str, ranges: np.ndarray | None) -> list:
     """sentence-transformers' ``quantize_embeddings`` with fixed ``ranges`` for int8/uint8 (so that a vector's
     codes never depend on the other texts of its request)."""
     try:
-        from sentence_transformers.util.quantization import quantize_embeddings
+        from sentence_transformers.util.quantization import quantize_embeddings  # moved between versions
     except ImportError:  # older sentence-transformers
-        from sentence_transformers.quantization import quantize_embeddings
+        from sentence_transformers.quantization import quantize_embeddings  # moved between versions
 
     kwargs = {"ranges": ranges} if kind in ("int8", "uint8") else {}
     return quantize_embeddings(vectors, kind, **kwargs).astype(np.int64).tolist()

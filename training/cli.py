@@ -11,7 +11,13 @@ import typer
 
 from retriever.cli.backend_option import BackendOpt, use_backend
 from retriever.cli.config_options import config_command
+from retriever.data import load_dataset
+from retriever.index.manifest import check_data_source
+from retriever.index.store import index_manifest
+from retriever.pipeline import open_index
+from retriever.search import rank_queries
 from training.config import METHOD_CONFIGS, TrainConfig, load_config
+from training.negatives import MiningParams, mine_hard_negatives
 from training.rerank_config import RerankerConfig
 
 
@@ -44,10 +50,10 @@ def _settings(model, config: Path | None, resume: bool, overrides: dict):
 def _train(config: Path | None, resume: bool, as_json: bool, overrides: dict) -> None:
     """Fine-tune an embedding model on a BEIR dataset's qrels (--method finetune, adore or soft-tokens)."""
     settings = _settings(TrainConfig, config, resume, overrides)
-    # the trainers import torch and transformers: only when a training runs, not for every CLI command
-    from training.adore import train_adore
-    from training.soft_tokens import train_soft_tokens
-    from training.trainer import train
+    # CLI start-up: the trainers import transformers, only when a training runs, not for every CLI command
+    from training.adore import train_adore  # CLI start-up
+    from training.soft_tokens import train_soft_tokens  # CLI start-up
+    from training.trainer import train  # CLI start-up
 
     if settings.method in ("adore", "soft-tokens"):
         summary = (train_adore if settings.method == "adore" else train_soft_tokens)(settings)
@@ -65,7 +71,7 @@ def _train(config: Path | None, resume: bool, as_json: bool, overrides: dict) ->
 def _train_reranker(config: Path | None, resume: bool, as_json: bool, overrides: dict) -> None:
     """Train a reranker (cross-encoder or yes/no causal LM) with SFT, listwise CL or pairwise CET."""
     settings = _settings(RerankerConfig, config, resume, overrides)
-    from training.rerank_trainer import train_reranker
+    from training.rerank_trainer import train_reranker  # CLI start-up: transformers
 
     summary = train_reranker(settings)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
@@ -95,13 +101,6 @@ def mine_command(
 ) -> None:
     """Mine static hard negatives for training (STAR) from an index; labelled positives never appear."""
     use_backend(backend)
-    from retriever.data import load_dataset
-    from retriever.index.manifest import check_data_source
-    from retriever.index.store import index_manifest
-    from retriever.pipeline import open_index
-    from retriever.search import rank_queries
-    from training.negatives import MiningParams, mine_hard_negatives
-
     if mode != "dense" and (max_score is not None or relative_margin is not None):
         raise typer.BadParameter("--max-score and --relative-margin are cosine margins: use them with --mode dense")
     dataset = load_dataset(data)

@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from retriever.data import BeirDataset
+from retriever.evaluate import evaluate_run
 from training.loop import embed_texts
 
 logger = logging.getLogger(__name__)
@@ -26,8 +27,6 @@ class DenseDev:
         self.k, self.batch_size = min(k, len(doc_ids)), batch_size
 
     def __call__(self, query_model) -> float:
-        from retriever.evaluate import evaluate_run
-
         was_training = query_model.training
         query_model.eval()
         run: dict[str, dict[str, float]] = {}

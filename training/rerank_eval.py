@@ -7,6 +7,8 @@ import numpy as np
 import torch
 
 from retriever.data import BeirDataset
+from retriever.evaluate import evaluate_run
+from retriever.pipeline import open_index, retrieve
 from training.rerank_config import RerankerConfig
 
 
@@ -33,8 +35,6 @@ class DevEvaluator:
     """nDCG@10 of the scorer reranking the top ``dev_depth`` of ``dev_index`` for the dev queries."""
 
     def __init__(self, dataset: BeirDataset, config: RerankerConfig) -> None:
-        from retriever.pipeline import open_index, retrieve
-
         index, _, encoder = open_index(config.dev_index)
         self.qrels = dataset.qrels(config.dev_split)
         self.run = retrieve(index, encoder, {q: dataset.queries[q] for q in self.qrels}, k=config.dev_depth)
@@ -43,8 +43,6 @@ class DevEvaluator:
         self.docs = dataset.doc_texts([d for _, d in self.pairs])
 
     def __call__(self, scorer) -> float:
-        from retriever.evaluate import evaluate_run
-
         scorer.eval()
         scores = score_batches(scorer, self.queries, self.docs)
         scorer.train()

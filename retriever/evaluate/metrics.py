@@ -11,8 +11,8 @@ DEFAULT_METRICS = ("ndcg@10", "mrr@10", "recall@100", "map@100")
 
 
 def _ranx(qrels: Qrels, run: Run, name: str = "run"):
-    from ranx import Qrels as RanxQrels
-    from ranx import Run as RanxRun
+    from ranx import Qrels as RanxQrels  # CLI start-up: ranx compiles with numba
+    from ranx import Run as RanxRun  # CLI start-up
 
     judged = {q: docs for q, docs in qrels.items() if docs}
     # A query that retrieved nothing still counts, with a zero score.
@@ -22,7 +22,7 @@ def _ranx(qrels: Qrels, run: Run, name: str = "run"):
 
 def evaluate_run(qrels: Qrels, run: Run, metrics: tuple[str, ...] = DEFAULT_METRICS) -> dict[str, float]:
     """Mean of each metric over the judged queries; unjudged queries in the run are ignored."""
-    from ranx import evaluate
+    from ranx import evaluate  # CLI start-up: ranx compiles with numba
 
     ranx_qrels, ranx_run = _ranx(qrels, run)
     scores = evaluate(ranx_qrels, ranx_run, list(metrics), make_comparable=True)
@@ -34,7 +34,7 @@ def evaluate_run(qrels: Qrels, run: Run, metrics: tuple[str, ...] = DEFAULT_METR
 def compare_runs(qrels: Qrels, runs: dict[str, Run], metrics: tuple[str, ...] = DEFAULT_METRICS,
                  stat_test: str = "student", max_p: float = 0.05):
     """ranx's paired significance report (superscripts mark significant wins)."""
-    from ranx import compare
+    from ranx import compare  # CLI start-up: ranx compiles with numba
 
     judged = _ranx(qrels, {})[0]
     ranx_runs = [_ranx(qrels, run, name)[1] for name, run in runs.items()]

@@ -15,10 +15,10 @@ def new_figure(figsize: tuple[float, float], **subplots):
     """A ``(figure, axes)`` pair on the headless Agg backend: the one plot set-up (then :func:`save_png`).
     ``subplots`` (``ncols``, ``squeeze``, ...) go to ``plt.subplots``. matplotlib is imported here, not at the
     top: the backend must be chosen before pyplot loads, and the CLI starts without it."""
-    import matplotlib
+    import matplotlib  # CLI start-up; the backend is chosen before pyplot loads
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after the backend is chosen
 
     return plt.subplots(figsize=figsize, **subplots)
 
@@ -47,6 +47,6 @@ def save_png(fig, path: Path, dpi: int = 120) -> Path:
 
 def close_figure(fig) -> None:
     """Free a figure from :func:`new_figure` (pyplot keeps every open one alive)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # CLI start-up (loaded by new_figure)
 
     plt.close(fig)

@@ -33,7 +33,7 @@ BATCH = 1000
 def client_for(uri: str):
     """One client per URI per process (Milvus Lite serves one file from one local server)."""
     try:
-        from pymilvus import MilvusClient
+        from pymilvus import MilvusClient  # optional extra (milvus)
     except ImportError:
         raise RetrieverError("the milvus backend needs pymilvus (pip install 'retrieval-trainer[milvus]')") from None
     with _clients_lock:
@@ -88,7 +88,7 @@ class MilvusStore:
     @classmethod
     def create(cls, dimension: int, spec: str, uri: str, collection: str, text: bool = True,
                stem: bool = True) -> MilvusStore:
-        from pymilvus import DataType, MilvusClient
+        from pymilvus import DataType, MilvusClient  # optional extra (milvus)
 
         index_type, build, _ = index_params_for(spec)
         client = client_for(uri)

@@ -24,6 +24,7 @@ import functools
 import json
 
 import numpy as np
+import Stemmer
 
 from retriever.lexical.fts5 import STOP_WORDS, TOKEN, query_terms
 
@@ -39,8 +40,6 @@ Hits = list[list[tuple[str, float]]]
 
 @functools.cache
 def _stemmer():
-    import Stemmer
-
     return Stemmer.Stemmer("english")
 
 
@@ -51,7 +50,7 @@ def stems(text: str) -> list[str]:
 
 def add_text_fields(schema, params) -> None:
     """The text, sparse (BM25 function output) and metadata fields, and the sparse field's index."""
-    from pymilvus import DataType, Function, FunctionType
+    from pymilvus import DataType, Function, FunctionType  # optional extra (milvus)
 
     schema.add_field(TEXT, DataType.VARCHAR, max_length=MAX_TEXT_BYTES, enable_analyzer=True,
                      analyzer_params=ANALYZER)
@@ -123,7 +122,7 @@ def bm25_of(client, collection: str, query: str, ids: list[str], expr: str = "",
 def hybrid_rrf(client, collection: str, queries: list[str], vectors: np.ndarray, k: int, depth: int,
                search_params: dict, expr: str = "", stem: bool = False, rrf_k: int = 60) -> Hits:
     """``hybrid_search`` with ``RRFRanker(rrf_k)`` over the dense and the BM25 top-``depth`` per query."""
-    from pymilvus import AnnSearchRequest, RRFRanker
+    from pymilvus import AnnSearchRequest, RRFRanker  # optional extra (milvus)
 
     out: Hits = []
     for query, vector in zip(queries, vectors.tolist(), strict=True):  # a query with no term: dense side alone

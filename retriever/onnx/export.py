@@ -97,7 +97,7 @@ def export_cross_encoder(model, folder: Path) -> Path:
 def optimize(source: Path, config) -> Path:
     """Fuse attention, skip-LayerNorm and bias-GELU with ONNX Runtime's transformer optimizer (level 1: no
     hardware-specific nodes, so the file runs anywhere)."""
-    from onnxruntime.transformers.optimizer import optimize_model
+    from onnxruntime.transformers.optimizer import optimize_model  # optional extra (onnx)
 
     for noisy in ("onnx_model", "onnx_model_bert", "fusion_base", "fusion_utils"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -114,8 +114,8 @@ def optimize(source: Path, config) -> Path:
 def quantize_int8(source: Path, target: Path, exclude: list[str] | None = None) -> Path:
     """Dynamic int8: per-channel int8 weights, activations quantized per batch at run time; nodes named in
     ``exclude`` stay fp32."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    import onnx  # optional extra (onnx)
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # optional extra (onnx)
 
     root = logging.getLogger()
     level, root.level = root.level, max(root.level, logging.WARNING)  # the quantizer logs every tensor at INFO
@@ -131,7 +131,7 @@ def quantize_int8(source: Path, target: Path, exclude: list[str] | None = None) 
 def sensitive_nodes(path: Path) -> list[str]:
     """The feed-forward down-projections (after GELU, where BERT's activation outliers live) and every
     MatMul outside the encoder layers (dense heads, classifiers): the first candidates to keep in fp32."""
-    import onnx
+    import onnx  # optional extra (onnx)
 
     graph = onnx.load(str(path), load_external_data=False).graph
     matmuls = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm")]

@@ -8,6 +8,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from retriever.data import load_dataset
+from retriever.encoders import BiEncoder, EmbeddingCache
+from retriever.encoders.bi_encoder import load_towers
 from retriever.encoders.text_encoder import (
     TextEncoder,
     load_sentence_transformer,
@@ -18,7 +21,9 @@ from retriever.errors import ModelError
 from retriever.onnx import export as ex
 from retriever.onnx import guard
 from retriever.onnx.files import EXPORT_FILE, ExportedFile, ExportManifest, file_sha256, int8_file_name, onnx_folder
-from retriever.onnx.runtime import OnnxModel
+from retriever.onnx.runtime import OnnxModel, require_onnxruntime
+from retriever.rerank.base import read_settings
+from retriever.rerank.loading import reranker_arch
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +49,6 @@ class Tower:
 def model_kind(path: str) -> str:
     """``bi-encoder`` for sentence-transformers folders, asymmetric towers and the default model;
     ``cross-encoder`` for sequence-classification folders; refuses causal LMs."""
-    from retriever.rerank.loading import reranker_arch
-
     target, _ = resolve_model_path(path)
     folder = Path(target)
     if (folder / "towers.json").is_file() or not folder.is_dir():
@@ -62,8 +65,6 @@ def model_kind(path: str) -> str:
 
 
 def _tower_paths(path: str) -> list[str]:
-    from retriever.encoders.bi_encoder import load_towers
-
     target, _ = resolve_model_path(path)
     towers = load_towers(target) if Path(target).is_dir() else None
     return [path] if towers is None else list(dict.fromkeys([towers[1], towers[0]]))  # document tower first
@@ -91,7 +92,6 @@ def _quality(towers: list[Tower], kind: str, backend: str, dataset, split: str, 
     models = [OnnxModel(t.folder / e.file, sha256=e.sha256) for t, e in zip(towers, entries, strict=True)]
     if kind == "cross-encoder":
         return guard.rerank_ndcg(towers[0].model, models[0], dataset, split, depth)
-    from retriever.encoders import BiEncoder, EmbeddingCache
 
     cache = EmbeddingCache()  # the shared one: later evaluations on this backend reuse the guard's vectors
     encoders = []
@@ -139,9 +139,6 @@ def export_onnx(model: str, quantize: str | None = None, optimize: bool = False,
                 guard_depth: int = 20) -> list[tuple[Path, ExportManifest]]:
     """Export ``model`` and guard every backend; returns each tower's ONNX folder and export manifest. A
     cross-encoder's int8 guard reranks BM25's top ``guard_depth`` of each guard query."""
-    from retriever.data import load_dataset
-    from retriever.onnx.runtime import require_onnxruntime
-
     require_onnxruntime()
     if quantize not in (None, "int8"):
         raise ModelError(f"unknown quantization '{quantize}' (int8)")
@@ -171,9 +168,7 @@ def _open_tower(path: str, kind: str) -> Tower:
         max_length = int(model.max_seq_length or 512)
         fingerprint = model_fingerprint(model)
     else:
-        from sentence_transformers import CrossEncoder
-
-        from retriever.rerank.base import read_settings
+        from sentence_transformers import CrossEncoder  # CLI start-up: `retriever --help` loads no transformers
 
         settings = read_settings(target)
         model = CrossEncoder(target, device="cpu", **({"max_length": settings["max_length"]}

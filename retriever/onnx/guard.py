@@ -8,6 +8,7 @@ import logging
 import numpy as np
 import torch
 
+from retriever.evaluate import evaluate_run
 from retriever.onnx.runtime import OnnxModel, encode_onnx, score_onnx
 
 logger = logging.getLogger(__name__)
@@ -72,8 +73,6 @@ def fp32_verdict(kind: str, parity: dict) -> str | None:
 
 def dense_ndcg(encoder, dataset, split: str) -> float:
     """nDCG@10 of exact inner-product search with ``encoder`` (a BiEncoder) over the whole corpus."""
-    from retriever.evaluate import evaluate_run
-
     qrels = dataset.qrels(split)
     queries = dataset.split_queries(split)
     qids = [q for q in queries if q in qrels]
@@ -87,8 +86,7 @@ def dense_ndcg(encoder, dataset, split: str) -> float:
 
 def rerank_ndcg(model, onnx: OnnxModel, dataset, split: str, depth: int = 20) -> float:
     """nDCG@10 of reranking BM25's top ``depth`` of the split's queries with the ONNX cross-encoder."""
-    from retriever.bm25 import Bm25Retriever
-    from retriever.evaluate import evaluate_run
+    from retriever.bm25 import Bm25Retriever  # CLI start-up: bm25s loads numba
 
     qrels = dataset.qrels(split)
     queries = {q: t for q, t in dataset.split_queries(split).items() if q in qrels}

@@ -32,7 +32,7 @@ def cpu_threads() -> int:
 
 def require_onnxruntime():
     try:
-        import onnxruntime
+        import onnxruntime  # optional extra (onnx)
     except ImportError:
         raise ModelError("the ONNX backends need onnxruntime and onnx: pip install 'retrieval-trainer[onnx]'") from None
     return onnxruntime

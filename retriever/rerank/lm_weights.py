@@ -37,7 +37,7 @@ def export_gguf(gguf: Path, target: Path) -> Path:
     """Dequantise a GGUF checkpoint with transformers (needs ``gguf``) and save it as safetensors, staged in
     a temporary folder and renamed into place, so an interrupted export never leaves a half model."""
     try:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # CLI start-up
     except ImportError as exc:  # pragma: no cover - transformers is a dependency
         raise ModelError(str(exc)) from None
     logger.info("exporting %s to %s (once; about 30 s)", gguf.name, target)
