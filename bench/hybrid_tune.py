@@ -2,9 +2,11 @@
 
     python -m bench.hybrid_tune --dataset scifact --dense-model scifact=/work/models/scifact-adore
     python -m bench.hybrid_tune --dataset nfcorpus --dense-model nfcorpus=/work/models/nfcorpus-adore
+    python -m bench.hybrid_tune --dataset scifact --index scifact=indexes/scifact-mnrl-hybrid
 
-Per dataset and dense model (``zero-shot`` or a trained query tower over the zero-shot document vectors, as
-in ``bench.hybrid``), every configuration of a small grid is scored by nDCG@10 on **dev**:
+Per dataset and dense model (``zero-shot``, a trained query tower over the zero-shot document vectors, as
+in ``bench.hybrid``, or with ``--index`` a fully trained model's own index with its lexical side), every
+configuration of a small grid is scored by nDCG@10 on **dev**:
 
 - candidates per side (``--depth``, default 100, 200, 400);
 - the lexical side: the index's FTS5 table (title and body as one column, the served default) or, at depth
@@ -13,9 +15,10 @@ in ``bench.hybrid``), every configuration of a small grid is scored by nDCG@10 o
   over one document length);
 - the fusion: RRF with each ``--rrf-k``, the convex combination under min-max (over all candidates, or over
   each side's own hits), theoretical-min-max and z-score normalisation with the weight on a 0.05 grid, the
-  calibrated fusion (fitted on train), and with a trained query tower ``tmm3`` / ``zscore3``: a three-way
-  convex combination of the trained tower's cosine, the zero-shot tower's cosine (both over the same
-  cached document vectors) and BM25, weights on a 0.05 simplex grid.
+  calibrated fusion (fitted on train), and with a trained model ``tmm3`` / ``zscore3``: a three-way
+  convex combination of the trained model's cosine, the zero-shot model's cosine (a query tower: over the
+  same cached document vectors; a full model: the zero-shot index's vectors of the same candidates) and
+  BM25, weights on a 0.05 simplex grid.
 
 The configuration with the best dev nDCG@10 is then run once on **test** and recorded as
 ``hybrid-tuned-<model>`` with the choice in its metrics, paired t-tests against its dense run and against
@@ -26,7 +29,6 @@ in a choice.
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -37,53 +39,19 @@ import typer
 from bench.common import paired_test
 from bench.hybrid import METRICS, relevance_model, zero_shot
 from bench.results import record
-from retriever.docstore import STORE_FILE, DocumentStore
+from bench.two_column_store import two_column_copy
+from retriever.docstore import DocumentStore
 from retriever.encoders import BiEncoder
 from retriever.evaluate import evaluate_run
 from retriever.fusion import convex, minmax, rrf
 from retriever.hybrid_fit import dev_ndcg, fit_calibration, labelled_candidates, to_run
-from retriever.lexical import fts5
+from retriever.lexical import NoLexicalSideError
 from retriever.pipeline import open_index, retrieve
+from retriever.rerank.first_stage import lexical_store
 from retriever.search import calibrated_relevance
 
 logger = logging.getLogger("bench.hybrid_tune")
 ALPHAS = np.round(np.linspace(0.0, 1.0, 21), 2)
-TWO_COLUMNS = f"""
-CREATE VIRTUAL TABLE lexical2 USING fts5(title, body, content='', tokenize='{fts5.TOKENIZER}');
-INSERT INTO lexical2(rowid, title, body) SELECT rowid, title, text FROM documents;
-"""
-
-
-class TwoColumnStore(DocumentStore):
-    """A scratch copy of the store whose lexical pass ranks a (title, body) FTS5 table with column weights."""
-
-    title_weight = 1.0
-
-    def weighted(self, title_weight: float) -> TwoColumnStore:
-        """A view of the same connection that ranks with another title weight."""
-        view = TwoColumnStore.__new__(TwoColumnStore)
-        view.__dict__.update(self.__dict__)
-        view.title_weight = title_weight
-        return view
-
-    def lexical_pass(self, query: str, where=None) -> tuple:
-        expression = fts5.match_expression(query)
-        if expression is None:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        with self._lock:
-            rows = self._conn.execute("SELECT rowid, -bm25(lexical2, ?, 1.0) FROM lexical2 WHERE lexical2 MATCH ? "
-                                      "ORDER BY rowid", (self.title_weight, expression)).fetchall()
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        table = np.array(rows, dtype=np.float64)
-        return table[:, 0].astype(np.int64), table[:, 1]
-
-
-def two_column_copy(store: DocumentStore, folder: Path) -> TwoColumnStore:
-    shutil.copy(store.path, folder / STORE_FILE)
-    scratch = TwoColumnStore(folder / STORE_FILE)
-    scratch._conn.executescript(TWO_COLUMNS)
-    return scratch
 
 
 def zscore(scores: np.ndarray) -> np.ndarray:
@@ -127,11 +95,13 @@ def grid(rrf_ks: list[int], three_way: bool) -> list[tuple[str, object]]:
     return out + [("calibrated", 0.0)]
 
 
-def second_tower(index, lc, tower) -> np.ndarray | None:
-    """Every candidate's cosine to the zero-shot tower's query vector (the stored document vectors)."""
+def second_tower(lc, tower) -> np.ndarray | None:
+    """Every candidate's cosine to the zero-shot model's query vector, over ``tower = (index, encoder)``'s
+    document vectors (the zero-shot index: the candidates' ids are looked up there)."""
     if tower is None:
         return None
-    vectors = tower.encode_queries(lc.queries)
+    index, encoder = tower
+    vectors = encoder.encode_queries(lc.queries)
     out = np.full(lc.candidates.dense.shape, np.nan)
     for i, ids in enumerate(lc.candidates.ids):
         out[i, : len(ids)] = index.vectors(ids) @ vectors[i]
@@ -149,7 +119,7 @@ def sweep(dataset, index, encoder, stores: dict, adapter, cells, rrf_ks, tower) 
         train = labelled_candidates(index, store, encoder, dataset, "train", depth)
         calibration = fit_calibration(train, adapter)
         relevance = calibrated_relevance(dev.candidates, dev.queries, dev.vectors, adapter, calibration)
-        second = second_tower(index, dev, tower)
+        second = second_tower(dev, tower)
         fits[(depth, lexical)] = calibration
         for fusion, value in grid(rrf_ks, tower is not None):
             fused = fused_scores(dev, fusion, value, relevance, second)
@@ -165,17 +135,33 @@ def lexical_run(store, queries: dict) -> dict:
     return {q: {d: s for d, s in row if d != q} for q, row in zip(queries, rows, strict=True)}
 
 
-def tune(name: str, model_path: str | None, depths: list[int], title_weights: list[float], rrf_ks: list[int],
-         three_way: bool) -> None:
+def dense_side(name: str, model_path: str | None, index_folder: str | None, three_way: bool):
+    """``(index, manifest, encoder, dataset, store, label, tower)``: the dense model tuned (zero-shot, a query
+    tower over the zero-shot index, or a full model's own index) and the zero-shot ``(index, encoder)`` of the
+    three-way fusion (None without a trained model or with ``three_way`` off)."""
     index, manifest, encoder, dataset, store = zero_shot(name)
-    served = DocumentStore(store.path, snapshot=True)  # numpy passes: the served path, ~10x faster
-    served.refresh_lexical_snapshot()
-    label, tower = "zero-shot", None
+    zero = (index, encoder) if three_way and (model_path or index_folder) else None
+    if index_folder:
+        folder = Path(index_folder)
+        index, manifest, encoder = open_index(folder)
+        try:
+            store = lexical_store(folder)
+        except NoLexicalSideError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--index") from None
+        label = Path(manifest.model_id).name.removeprefix(name + "-")  # the model, not the folder
+        return index, manifest, encoder, dataset, store, label, zero
     if model_path:
-        tower = encoder if three_way else None
         encoder = BiEncoder.load(model_path, show_progress=True)
         index, manifest, encoder = open_index(store.path.parent, encoder)  # refuses another document tower
-        label = Path(model_path).name.removeprefix(name + "-")
+        return index, manifest, encoder, dataset, store, Path(model_path).name.removeprefix(name + "-"), zero
+    return index, manifest, encoder, dataset, store, "zero-shot", None
+
+
+def tune(name: str, model_path: str | None, index_folder: str | None, depths: list[int], title_weights: list[float],
+         rrf_ks: list[int], three_way: bool) -> None:
+    index, manifest, encoder, dataset, store, label, tower = dense_side(name, model_path, index_folder, three_way)
+    served = DocumentStore(store.path, snapshot=True)  # numpy passes: the served path, ~10x faster
+    served.refresh_lexical_snapshot()
     start = time.perf_counter()
     adapter = relevance_model(index, encoder, dataset)
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,7 +178,7 @@ def tune(name: str, model_path: str | None, depths: list[int], title_weights: li
         test = labelled_candidates(index, stores[lexical], encoder, dataset, "test", depth, only_judged_positive=False)
         relevance = (calibrated_relevance(test.candidates, test.queries, test.vectors, adapter, fits[(depth, lexical)])
                      if fusion == "calibrated" else None)
-        run = to_run(test, fused_scores(test, fusion, value, relevance, second_tower(index, test, tower)))
+        run = to_run(test, fused_scores(test, fusion, value, relevance, second_tower(test, tower)))
         queries, qrels = dataset.split_queries("test"), dataset.qrels("test")
         dense = retrieve(index, encoder, queries, k=1000)
         lexical_default = lexical_run(served, queries)
@@ -208,7 +194,7 @@ def tune(name: str, model_path: str | None, depths: list[int], title_weights: li
     metrics |= {"dev_ndcg@10": dev_scores[best], "depth": depth, "lexical": lexical, "fusion": fusion,
                 **{f"fusion_value_{i}": w for i, w in enumerate(weights)}, "configs_tried": len(dev_scores),
                 "dense_ndcg@10": evaluate_run(qrels, dense, ("ndcg@10",))["ndcg@10"]}
-    model = label if model_path else manifest.model_id.split("/")[-1]
+    model = label if label != "zero-shot" else manifest.model_id.split("/")[-1]
     record(name, "test", f"hybrid-tuned-{label}", f"{model} (dev-tuned)", metrics, time.perf_counter() - start)
     logger.info("%s %s test: %s", name, label, metrics)
 
@@ -216,6 +202,8 @@ def tune(name: str, model_path: str | None, depths: list[int], title_weights: li
 def main(dataset: list[str] = typer.Option(["scifact", "nfcorpus"]),
          dense_model: list[str] = typer.Option([], help="DATASET=PATH: a trained query tower (document tower = the "
                                                         "zero-shot one); without one, the zero-shot model."),
+         index: list[str] = typer.Option([], help="DATASET=FOLDER: a fully trained model's index with a lexical "
+                                                  "side (its own document vectors), instead of --dense-model."),
          depth: list[int] = typer.Option([100, 200, 400]),
          title_weight: list[float] = typer.Option([2.0, 4.0], help="Title weights of the two-column table."),
          rrf_k: list[int] = typer.Option([10, 20, 40, 60, 100]),
@@ -223,8 +211,11 @@ def main(dataset: list[str] = typer.Option(["scifact", "nfcorpus"]),
          ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     trained = dict(item.split("=", 1) for item in dense_model)
+    folders = dict(item.split("=", 1) for item in index)
     for name in dataset:
-        tune(name, trained.get(name), depth, title_weight, rrf_k, three_way)
+        if name in trained and name in folders:
+            raise typer.BadParameter(f"{name}: give --dense-model or --index, not both", param_hint="--index")
+        tune(name, trained.get(name), folders.get(name), depth, title_weight, rrf_k, three_way)
 
 
 if __name__ == "__main__":

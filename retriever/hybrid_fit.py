@@ -13,9 +13,10 @@ from retriever.evaluate import evaluate_run
 from retriever.filtering.metrics import pick_threshold
 from retriever.fusion import Candidates
 from retriever.hybrid_calibration import features, fit_hybrid
-from retriever.hybrid_milvus import milvus_candidates, native_text
+from retriever.hybrid_milvus import search_sides
 from retriever.lexical import query_terms
 from retriever.search import calibrated_relevance, fuse, hybrid_candidates
+from retriever.timing import StageTimer
 from retriever.types import Run
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,8 @@ def labelled_candidates(index, store, encoder, dataset: BeirDataset, split: str,
     qids = [q for q, docs in qrels.items() if not only_judged_positive or any(r > 0 for r in docs.values())]
     texts = [dataset.queries[q] for q in qids]
     vectors = encoder.encode_queries(texts)
-    c = (milvus_candidates(index, texts, vectors, depth) if native_text(index)  # fit on the BM25 it serves
-         else hybrid_candidates(index, store, texts, vectors, depth))
+    dense_index, lexical, _ = search_sides(index, store, None, StageTimer())  # fit on the BM25 it serves
+    c = hybrid_candidates(dense_index, lexical, texts, vectors, depth)
     labels = np.zeros(c.pad.shape, dtype=bool)
     for i, qid in enumerate(qids):
         positives = {d for d, r in qrels[qid].items() if r > 0}

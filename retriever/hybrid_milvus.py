@@ -1,13 +1,15 @@
 """Lexical and hybrid search inside Milvus, for a collection that holds its texts (``index.has_text``).
 
-:func:`retriever.search.search` hands such an index here for every lexical or hybrid query and every
-filtered one; the FTS5 document store is then not searched (it still holds the texts and metadata the
-service returns, and its own FTS5 postings, which duplicate Milvus' BM25 postings).
+:func:`retriever.search.search` asks :func:`search_sides` which dense index, lexical side and id filter serve
+a query; for such a collection they are views of the collection below, and the FTS5 document store is not
+searched (it still holds the texts and metadata the service returns, and its own FTS5 postings, which
+duplicate Milvus' BM25 postings).
 
 - ``lexical``: Milvus' BM25 search on the sparse field.
-- ``hybrid`` with RRF: Milvus' ``hybrid_search`` with ``RRFRanker(60)`` over both sides' top-``depth``,
-  when the answer carries no calibrated relevance. With a calibrated index the hits need each side's raw
-  score, which ``hybrid_search`` does not return: then, as for every other fusion, the two single searches.
+- ``hybrid`` with RRF: Milvus' ``hybrid_search`` with ``RRFRanker(60)`` over both sides' top-``depth``
+  (:func:`native_rrf`), when the answer carries no calibrated relevance. With a calibrated index the hits
+  need each side's raw score, which ``hybrid_search`` does not return: then, as for every other fusion, the
+  two single searches.
 - ``convex`` / ``tmm`` / ``calibrated``: the two single searches (dense, BM25), each candidate completed
   with the other side's score (its stored vector's cosine; its BM25 from a search restricted to it), and
   our fusion in process. Milvus' ``WeightedRanker`` is not used: it normalises each side by arctan
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from retriever import fusion as fusion_fns
 from retriever.timing import StageTimer
 from retriever.where import Where, to_milvus_expr
 
@@ -31,8 +32,8 @@ def native_text(index) -> bool:
     return bool(getattr(index, "has_text", False))
 
 
-class _Filtered:
-    """The index seen through a ``where`` expression, for the dense side in :mod:`retriever.search`."""
+class FilteredIndex:
+    """The collection seen through a ``where`` expression: the dense side of :mod:`retriever.search`."""
 
     def __init__(self, index, expr: str) -> None:
         self.index, self.expr = index, expr
@@ -44,11 +45,16 @@ class _Filtered:
         return self.index.vectors(doc_ids)
 
 
-class _MilvusLexical:
-    """Milvus' BM25 in the place of the document store's FTS5 pass (:func:`retriever.search.hybrid_candidates`)."""
+class MilvusLexical:
+    """Milvus' BM25 in the place of the document store's FTS5 side (``lexical_search`` and
+    ``lexical_candidates``, as :class:`~retriever.docstore.DocumentStore` has them; ``where`` is the
+    expression given here)."""
 
     def __init__(self, index, expr: str) -> None:
         self.index, self.expr = index, expr
+
+    def lexical_search(self, queries: list[str], k: int, where=None) -> list[list[tuple[str, float]]]:
+        return self.index.bm25_search(queries, k, self.expr)
 
     def lexical_candidates(self, query: str, depth: int, ids: list[str], where=None, done=None):
         """The BM25 top-``depth`` and the BM25 of ``ids`` (those matching a term; one search restricted to
@@ -59,39 +65,19 @@ class _MilvusLexical:
         return top, {d: scores[d] for d in ids if d in scores}
 
 
-def milvus_candidates(index, queries: list[str], vectors: np.ndarray, depth: int, where: Where | None = None,
-                      timer: StageTimer | None = None) -> fusion_fns.Candidates:
-    """Both sides' top-``depth`` from Milvus, united, every candidate's cosine and BM25 filled in (what
-    :func:`retriever.search.hybrid_candidates` gives over FAISS and FTS5)."""
-    from retriever.search import hybrid_candidates  # import cycle: search imports hybrid_milvus
+def search_sides(index, store, where: Where | None, timer: StageTimer):
+    """``(dense index, lexical side, allowed ids)`` serving a search: FAISS with the document store's FTS5
+    and its ``where`` ids, or a Milvus collection with texts running both sides and the filter itself."""
+    if native_text(index):
+        expr = to_milvus_expr(where)
+        return FilteredIndex(index, expr), MilvusLexical(index, expr), None
+    allowed = None
+    if where:
+        with timer.stage("filter"):
+            allowed = store.ids(where)
+    return index, store, allowed
 
-    expr = to_milvus_expr(where)
-    return hybrid_candidates(_Filtered(index, expr), _MilvusLexical(index, expr), queries, vectors, depth,
-                             timer=timer)
 
-
-def milvus_search(index, encoder, queries: list[str], k: int, *, mode: str, params, relevance_model=None,
-                  min_relevance: float | None = None, where: Where | None = None,
-                  query_vectors: np.ndarray | None = None):
-    """:func:`retriever.search.search` for an index with :func:`native_text` (same arguments, same outcome)."""
-    from retriever import search as s  # import cycle: search imports hybrid_milvus
-
-    timer = StageTimer()
-    expr = to_milvus_expr(where)
-    if mode == "lexical":
-        with timer.stage("lexical"):
-            rows = index.bm25_search(queries, k, expr)
-        return s.SearchOutcome([[s.Hit(d, v, lexical=v) for d, v in row] for row in rows], False, None, mode, None,
-                               timer.ms)
-    with timer.stage("encode"):
-        vectors = encoder.encode_queries(queries) if query_vectors is None else query_vectors
-    if mode == "dense":
-        return s._dense(_Filtered(index, expr), vectors, k, relevance_model, min_relevance, None, timer)
-    calibrated = params.calibration is not None and relevance_model is not None
-    if params.fusion == "rrf" and not calibrated:
-        with timer.stage("hybrid_search"):
-            rows = index.hybrid_rrf(queries, vectors, k, max(params.depth, k), expr)
-        return s.SearchOutcome([[s.Hit(d, v) for d, v in row] for row in rows], False, None, "hybrid", "rrf",
-                               timer.ms)
-    return s._hybrid(_Filtered(index, expr), _MilvusLexical(index, expr), queries, vectors, k, relevance_model,
-                     params, min_relevance, None, None, timer)
+def native_rrf(index, fusion: str, calibrated: bool) -> bool:
+    """Milvus' own ``hybrid_search`` with ``RRFRanker`` answers this hybrid query (no raw scores needed)."""
+    return native_text(index) and fusion == "rrf" and not calibrated

@@ -16,7 +16,7 @@ from retriever import fusion as fusion_fns
 from retriever.docstore import no_lexical_message
 from retriever.errors import NotCalibratedError, RetrieverError
 from retriever.hybrid_calibration import HybridCalibration
-from retriever.hybrid_milvus import milvus_search
+from retriever.hybrid_milvus import native_rrf, native_text, search_sides
 from retriever.index.faiss_index import SearchResult
 from retriever.lexical import NoLexicalSideError, query_terms
 from retriever.timing import StageTimer
@@ -86,25 +86,24 @@ def search(index, encoder, queries: list[str], k: int, *, mode: str = "dense", s
     require_store(store, mode, where)
     if mode == "hybrid" and params.fusion == "calibrated" and (params.calibration is None or relevance_model is None):
         raise NotCalibratedError("calibrated fusion needs a calibrated index: run 'retriever calibrate' first")
-    if (mode != "dense" or where) and getattr(index, "has_text", False):  # Milvus' own BM25 (issue 19)
-        return milvus_search(index, encoder, queries, k, mode=mode, params=params, relevance_model=relevance_model,
-                             min_relevance=min_relevance, where=where, query_vectors=query_vectors)
     timer = StageTimer()
-    allowed = None
-    if where:
-        with timer.stage("filter"):
-            allowed = store.ids(where)
+    dense_index, lexical, allowed = search_sides(index, store, where, timer)
     if mode == "lexical":
         with timer.stage("lexical"):
-            rows = store.lexical_search(queries, k, where)
+            rows = lexical.lexical_search(queries, k, where)
         hits = [[Hit(d, s, lexical=s) for d, s in row] for row in rows]
         return SearchOutcome(hits, False, None, mode, None, timer.ms)
     with timer.stage("encode"):
         vectors = encoder.encode_queries(queries) if query_vectors is None else query_vectors
     if mode == "dense":
-        return _dense(index, vectors, k, relevance_model, min_relevance, allowed, timer)
-    return _hybrid(index, store, queries, vectors, k, relevance_model, params, min_relevance, where, allowed, timer,
-                   lexical_passes)
+        return _dense(dense_index, vectors, k, relevance_model, min_relevance, allowed, timer)
+    if native_rrf(index, params.fusion, params.calibration is not None and relevance_model is not None):
+        with timer.stage("hybrid_search"):
+            rows = index.hybrid_rrf(queries, vectors, k, max(params.depth, k), lexical.expr)
+        return SearchOutcome([[Hit(d, v) for d, v in row] for row in rows], False, None, "hybrid", "rrf", timer.ms)
+    native = native_text(index)  # the FTS pass, the store's where: the document store's, not Milvus'
+    return _hybrid(dense_index, lexical, queries, vectors, k, relevance_model, params, min_relevance,
+                   None if native else where, allowed, timer, None if native else lexical_passes)
 
 
 def _dense(index, vectors, k, relevance_model, min_relevance, allowed, timer) -> SearchOutcome:

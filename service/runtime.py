@@ -20,6 +20,7 @@ from retriever.errors import (
     NotReadyError,
     RetrieverError,
 )
+from retriever.hybrid_milvus import native_text
 from retriever.live import LiveIndex
 from retriever.onnx.files import BACKEND_ENV
 from retriever.rerank import BiEncoderReranker, Reranker, load_reranker
@@ -170,9 +171,10 @@ class Runtime:
 
     async def _encode_query(self, live: LiveIndex, request, mode: str, timer: Timer):
         """The query vectors; in hybrid mode the FTS pass (which needs no vector) runs on the index thread
-        meanwhile, so hybrid pays max(encode, FTS) rather than their sum."""
+        meanwhile, so hybrid pays max(encode, FTS) rather than their sum (not for a Milvus collection that
+        runs BM25 itself: its FTS5 pass would go unused)."""
         with timer.stage("encode"):
-            if mode != "hybrid":
+            if mode != "hybrid" or native_text(live.index):
                 return await self.encode(live.encoder.query, request.texts, "query"), None
             vectors, (passes, lexical_ms) = await asyncio.gather(
                 self.encode(live.encoder.query, request.texts, "query"),
