@@ -30,10 +30,14 @@ class Server:
     def start(self) -> None:
         env = os.environ | {"RETRIEVER_CACHE_DIR": str(self.cache), "RETRIEVER_USE_GPU": "false",
                             "RETRIEVER_TORCH_THREADS": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "retriever", "serve", "--index", str(self.index), "--port", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 120
+        # stderr to a file, not a pipe: a pipe nobody reads fills up and blocks the server's logging
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.log = self.cache / f"server-{self.port}.log"
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "retriever", "serve", "--index", str(self.index), "--port", str(self.port)],
+                env=env, stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.time() + 300  # a loaded 2-core machine starts it slowly
         while time.time() < deadline:
             try:
                 if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
@@ -41,9 +45,10 @@ class Server:
             except httpx.TransportError:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read().decode()[-2000:])
+                raise RuntimeError(self.log.read_text(errors="replace")[-2000:])
             time.sleep(0.3)
-        raise TimeoutError("server did not become ready")
+        self.kill9()  # never leave a server behind a failed test
+        raise TimeoutError(f"server did not become ready: {self.log.read_text(errors='replace')[-2000:]}")
 
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
