@@ -60,11 +60,15 @@ def zero_shot(name: str):
     except IndexNotFoundError:
         encoder = BiEncoder.load("default", show_progress=True)
         index, manifest, _ = build_index(dataset, encoder, folder.name, root=INDEXES)
+    return index, manifest, encoder, dataset, served_store(folder, "--dataset")
+
+
+def served_store(folder: Path, param_hint: str) -> DocumentStore:
+    """The index's document store with its lexical side, or the service's refusal as a bad ``param_hint``."""
     try:
-        store = lexical_store(folder)
+        return lexical_store(folder)
     except NoLexicalSideError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--dataset") from None
-    return index, manifest, encoder, dataset, store
+        raise typer.BadParameter(str(exc), param_hint=param_hint) from None
 
 
 def _p50_ms(fn, items) -> float:

@@ -37,7 +37,7 @@ import numpy as np
 import typer
 
 from bench.common import paired_test
-from bench.hybrid import METRICS, relevance_model, zero_shot
+from bench.hybrid import METRICS, relevance_model, served_store, zero_shot
 from bench.results import record
 from bench.two_column_store import two_column_copy
 from retriever.docstore import DocumentStore
@@ -45,9 +45,7 @@ from retriever.encoders import BiEncoder
 from retriever.evaluate import evaluate_run
 from retriever.fusion import convex, minmax, rrf
 from retriever.hybrid_fit import dev_ndcg, fit_calibration, labelled_candidates, to_run
-from retriever.lexical import NoLexicalSideError
 from retriever.pipeline import open_index, retrieve
-from retriever.rerank.first_stage import lexical_store
 from retriever.search import calibrated_relevance
 
 logger = logging.getLogger("bench.hybrid_tune")
@@ -144,10 +142,7 @@ def dense_side(name: str, model_path: str | None, index_folder: str | None, thre
     if index_folder:
         folder = Path(index_folder)
         index, manifest, encoder = open_index(folder)
-        try:
-            store = lexical_store(folder)
-        except NoLexicalSideError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--index") from None
+        store = served_store(folder, "--index")
         label = Path(manifest.model_id).name.removeprefix(name + "-")  # the model, not the folder
         return index, manifest, encoder, dataset, store, label, zero
     if model_path:

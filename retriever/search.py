@@ -16,7 +16,7 @@ from retriever import fusion as fusion_fns
 from retriever.docstore import no_lexical_message
 from retriever.errors import NotCalibratedError, RetrieverError
 from retriever.hybrid_calibration import HybridCalibration
-from retriever.hybrid_milvus import native_rrf, native_text, search_sides
+from retriever.hybrid_milvus import native_rrf, search_sides
 from retriever.index.faiss_index import SearchResult
 from retriever.lexical import NoLexicalSideError, query_terms
 from retriever.timing import StageTimer
@@ -101,9 +101,8 @@ def search(index, encoder, queries: list[str], k: int, *, mode: str = "dense", s
         with timer.stage("hybrid_search"):
             rows = index.hybrid_rrf(queries, vectors, k, max(params.depth, k), lexical.expr)
         return SearchOutcome([[Hit(d, v) for d, v in row] for row in rows], False, None, "hybrid", "rrf", timer.ms)
-    native = native_text(index)  # the FTS pass, the store's where: the document store's, not Milvus'
-    return _hybrid(dense_index, lexical, queries, vectors, k, relevance_model, params, min_relevance,
-                   None if native else where, allowed, timer, None if native else lexical_passes)
+    return _hybrid(dense_index, lexical, queries, vectors, k, relevance_model, params, min_relevance, where, allowed,
+                   timer, lexical_passes)  # Milvus' lexical side ignores ``where`` and FTS passes: it has its expr
 
 
 def _dense(index, vectors, k, relevance_model, min_relevance, allowed, timer) -> SearchOutcome:
