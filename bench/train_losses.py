@@ -2,7 +2,7 @@
 
     python -m bench.train_losses --dataset scifact
     python -m bench.train_losses --dataset scifact --loss mnrl --epochs 3 --min-epochs 3 --patience 2
-    python -m bench.train_losses --dataset nfcorpus --max-pairs 1600
+    python -m bench.train_losses --dataset nfcorpus --loss mnrl --epochs 3 --min-epochs 3 --rows query
 
 Trained models go to ``models/<dataset>-<loss>/`` (not committed); a finished run is reused on re-run.
 Every trained row carries a paired t-test on nDCG@10 against zero-shot (``p_vs_zero_shot``).
@@ -29,7 +29,7 @@ logger = logging.getLogger("bench.train_losses")
 
 
 def _loss_row(data, dataset: str, name: str, config: TrainConfig, zero_run, variant: str, mw_normalize: str,
-              max_pairs: int | None):
+              max_pairs: int | None, rows: str):
     """Train ``config`` (unless finished), index and evaluate it on test, record the row with its paired
     t-test against zero-shot and save its run; returns the evaluation report."""
     split, loss, output = "test", config.loss, config.output
@@ -52,6 +52,8 @@ def _loss_row(data, dataset: str, name: str, config: TrainConfig, zero_run, vari
     if max_pairs:
         metrics["max_pairs"] = max_pairs
         label += f" ({max_pairs} pairs)"
+    if rows == "query":
+        label += " (one row per query per epoch)"
     record(dataset, split, loss, label, metrics, summary["train_seconds"] + time.perf_counter() - start)
     write_trec_run(report.run, ROOT / "bench" / "runs" / f"{name}-{split}.trec", tag=loss)
     return report
@@ -73,6 +75,8 @@ def main(
     min_epochs: int = typer.Option(0, help="Early stopping never stops before this many epochs."),
     patience: int | None = typer.Option(None, help="Stop after this many dev evaluations without a better dev "
                                         "nDCG@10 (default: never; the best dev model is kept either way)."),
+    rows: str = typer.Option("pair", help="pair: every labelled pair | query: one row per training query per "
+                             "epoch, its positive drawn by grade (Tevatron's convention; graded NFCorpus)"),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
@@ -89,15 +93,15 @@ def main(
 
     variant = (f"-tau{temperature:g}" if temperature else "") + ("-norm-batch" if mw_normalize == "batch" else "")
     for loss in losses:
-        name = f"{dataset}-{loss}{variant}"
+        name = f"{dataset}-{loss}{variant}" + ("-per-query" if rows == "query" else "")
         output = ROOT / "models" / name
         config = TrainConfig(data=dataset, loss=loss, batch_size=batch_size, learning_rate=learning_rate,
                              epochs=epochs, seed=seed, output=output, max_pairs=max_pairs,
                              dev_corpus_size=dev_corpus_size, early_stopping_patience=patience,
-                             min_epochs=min_epochs,
+                             min_epochs=min_epochs, rows=rows,
                              temperature=temperature, mw_normalize=mw_normalize, max_steps=max_steps,
                              resume=(output / "checkpoints").is_dir())
-        report = _loss_row(data, dataset, name, config, zero_run, variant, mw_normalize, max_pairs)
+        report = _loss_row(data, dataset, name, config, zero_run, variant, mw_normalize, max_pairs, rows)
         runs[f"{loss}{variant}"], curves[f"{loss}{variant}"] = report.run, (report.auc.labels, report.auc.scores)
 
     if len(runs) > 1:

@@ -162,3 +162,46 @@ def test_one_row_per_query_samples_positives_by_grade() -> None:
     share_a = sum(dict(pairs)["q1"] == "a" for pairs in draws) / len(draws)
     assert abs(share_a - 2 / 3) < 0.06  # drawn in proportion to the grade
     assert sample_query_pairs(qrels, 3) == sample_query_pairs(qrels, 3)
+
+
+def test_epoch_blocks_visit_each_epoch_in_turn() -> None:
+    """rows=query for the finetune trainer: epoch e's draw is visited whole before epoch e+1's, with no
+    text twice in a batch, and the same seed replays the same batches (resume)."""
+    from datasets import Dataset
+
+    from training.epoch_blocks import EpochBlocksBatchSampler
+
+    queries = [f"q{i}" for i in range(10)]
+    data = Dataset.from_dict({"anchor": queries * 3, "positive": [f"{q}-d{e}" for e in range(3) for q in queries],
+                              "label": list(range(30))})
+    sampler = EpochBlocksBatchSampler(data, batch_size=4, drop_last=False, seed=7, block=10)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 9
+    seen = [i for batch in batches for i in batch]
+    assert sorted(seen) == list(range(30))
+    assert [i // 10 for i in seen] == sorted(i // 10 for i in seen)  # block by block
+    assert all(len({data[i]["anchor"] for i in batch}) == len(batch) for batch in batches)
+    assert batches == list(EpochBlocksBatchSampler(data, batch_size=4, drop_last=False, seed=7, block=10))
+    assert [sorted(b) for b in batches[:3]] != [sorted(b) for b in batches[3:6]]  # blocks shuffled apart
+    with pytest.raises(ValueError, match="blocks of 7"):
+        EpochBlocksBatchSampler(data, batch_size=4, drop_last=False, block=7)
+
+
+def test_finetune_one_row_per_query_per_epoch(tiny_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    from retriever.data import load_beir
+    from training.config import TrainConfig
+    from training.examples import epoch_blocks
+    from training.trainer import train
+
+    config = TrainConfig(data=str(tiny_dir), model=str(tiny_model_dir), batch_size=2, epochs=2, rows="query",
+                         output=tmp_path / "run", max_seq_length=32, dev_corpus_size=3, early_stopping_patience=None)
+    data = load_beir(tiny_dir)
+    rows, block = epoch_blocks(data, config, None, 2)
+    train_queries = [q for q, docs in data.qrels("train").items() if any(r > 0 for r in docs.values())]
+    assert block == len(train_queries) and len(rows) == 2 * block
+    assert [q for q, _ in rows.ids[:block]] == [q for q, _ in rows.ids[block:]]  # every query once per epoch
+    result = train(config)
+    assert result.steps == 2 * -(-block // 2)
+    assert json.loads((tmp_path / "run" / "train_summary.json").read_text())["rows"] == block
+    with pytest.raises(ValueError, match="max-pairs"):
+        TrainConfig(data=str(tiny_dir), rows="query", max_pairs=3)

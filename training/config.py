@@ -124,9 +124,8 @@ class FinetuneConfig(_RowsFromQrels):
 
     @model_validator(mode="after")
     def _finetune_rules(self) -> FinetuneConfig:
-        if self.rows == "query":
-            raise ValueError("rows=query (one row per query per epoch) is implemented for --method soft-tokens "
-                             "(ADORE is per query already); finetune takes every labelled pair")
+        if self.rows == "query" and self.max_pairs is not None:
+            raise ValueError("--max-pairs subsamples labelled pairs: it does not combine with --rows query")
         if self.debias == "cet" and self.loss != "star":
             raise ValueError("--debias cet works with --loss star")
         return self

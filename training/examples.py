@@ -77,6 +77,18 @@ def epoch_rows(dataset: BeirDataset, config, negatives: dict[str, list[str]] | N
                            config.negative_sampling)
 
 
+def epoch_blocks(dataset: BeirDataset, config, negatives: dict[str, list[str]] | None,
+                 epochs: int) -> tuple[TrainingRows, int]:
+    """``epochs`` draws of :func:`epoch_rows` stacked in epoch order, and the rows of one draw (a block of
+    :class:`training.epoch_blocks.EpochBlocksBatchSampler`)."""
+    draws = [epoch_rows(dataset, config, negatives, e) for e in range(epochs)]
+    block = len(draws[0])  # the same queries each epoch: only the sampled positive (and negatives) change
+    ids = [row for draw in draws for row in draw.ids]
+    columns = {name: [v for draw in draws for v in draw.columns[name]] for name in draws[0].columns}
+    columns["label"] = list(range(len(ids)))
+    return TrainingRows(columns, ids, KnownPositives(dataset.qrels(config.split), ids)), block
+
+
 def rows_from_pairs(dataset: BeirDataset, split: str, pairs: list[tuple[str, str]],
                     negatives: dict[str, list[str]] | None, n_negatives: int, seed: int,
                     negative_sampling: str) -> TrainingRows:

@@ -30,7 +30,8 @@ from training.callbacks import (
     report_outputs,
 )
 from training.config import FinetuneConfig
-from training.examples import build_rows
+from training.epoch_blocks import epoch_blocks_sampler
+from training.examples import TrainingRows, build_rows, epoch_blocks
 from training.losses import KnownPositives
 from training.losses.cet_star import CETStarLoss
 from training.losses.registry import loss_spec
@@ -96,13 +97,26 @@ def load_negatives(path: Path | None) -> dict[str, list[str]] | None:
     return mined.negatives
 
 
-def _training_args(config: FinetuneConfig, steps_per_epoch: int):
+def training_rows(dataset: BeirDataset, config: FinetuneConfig) -> tuple[TrainingRows, int]:
+    """The trainer's rows and the rows of one epoch: every labelled pair (``rows=pair``), or one draw per
+    epoch of one row per training query, stacked (``rows=query``)."""
+    negatives = load_negatives(config.negatives_file)
+    if config.rows == "query":
+        return epoch_blocks(dataset, config, negatives, int(np.ceil(config.epochs)))
+    rows = build_rows(dataset, config.split, negatives, config.n_negatives, config.max_pairs, config.seed,
+                      config.negative_sampling)
+    return rows, len(rows)
+
+
+def _training_args(config: FinetuneConfig, steps_per_epoch: int, block: int, draws: int):
+    """``rows=query``: the dataset stacks ``draws`` epochs of ``block`` rows, so the trainer's epoch is
+    ``draws`` of ours."""
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
     eval_steps = config.eval_steps or max(1, steps_per_epoch)
     return SentenceTransformerTrainingArguments(
         output_dir=str(config.output / "checkpoints"),
-        num_train_epochs=config.epochs,
+        num_train_epochs=config.epochs / draws,
         max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
@@ -112,7 +126,7 @@ def _training_args(config: FinetuneConfig, steps_per_epoch: int):
         data_seed=config.seed,
         bf16=bf16,
         fp16=cuda and not bf16,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        batch_sampler=(epoch_blocks_sampler(block) if config.rows == "query" else BatchSamplers.NO_DUPLICATES),
         eval_strategy="steps",
         eval_steps=eval_steps,
         save_strategy="steps",
@@ -135,13 +149,12 @@ def train(config: FinetuneConfig) -> TrainResult:
     set_seed(config.seed)
     output = _prepare_output(config)
     dataset = load_dataset(config.data)
-    rows = build_rows(dataset, config.split, load_negatives(config.negatives_file), config.n_negatives,
-                      config.max_pairs, config.seed, config.negative_sampling)
+    rows, block = training_rows(dataset, config)
     model = load_sentence_transformer(config.model).float()  # fp32 master weights, whatever the checkpoint holds
     model.max_seq_length = config.max_seq_length
     loss = make_loss(config, model, rows.known)
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    steps_per_epoch = int(np.ceil(len(rows) / (config.batch_size * world)))
+    steps_per_epoch = int(np.ceil(block / (config.batch_size * world)))
     best_dir = output / "checkpoints" / "best"
     early = BestModelEarlyStopping(DEV_METRIC, best_dir, config.early_stopping_patience,
                                    min_step=config.min_epochs * steps_per_epoch)
@@ -153,7 +166,7 @@ def train(config: FinetuneConfig) -> TrainResult:
         callbacks.append(DevProgressCallback(len(evaluator.queries), len(evaluator.corpus)))
     trainer = SentenceTransformerTrainer(
         model=model,
-        args=_training_args(config, steps_per_epoch),
+        args=_training_args(config, steps_per_epoch, block, len(rows) // block),
         train_dataset=rows.to_dataset(),
         loss=loss,
         evaluator=evaluator,
@@ -166,7 +179,7 @@ def train(config: FinetuneConfig) -> TrainResult:
         loss.load_selection(Path(resume_from) / "selection")
     if config.resume and resume_from is None:
         logger.warning("nothing to resume in %s: starting from scratch", output / "checkpoints")
-    logger.info("training %s on %d rows (%d steps/epoch, loss %s, tau %.3g)", config.model, len(rows),
+    logger.info("training %s on %d rows per epoch (%d steps/epoch, loss %s, tau %.3g)", config.model, block,
                 steps_per_epoch, config.loss, config.tau)
     start = time.perf_counter()
     state = trainer.train(resume_from_checkpoint=resume_from)
@@ -179,7 +192,7 @@ def train(config: FinetuneConfig) -> TrainResult:
     if trainer.is_world_process_zero():
         atomic_write_json(output / "train_summary.json", {
             "train_seconds": seconds, "samples_per_s": result.samples_per_s, "steps": result.steps,
-            "best_dev_ndcg@10": result.best_dev, "rows": len(rows), "loss": config.loss, "tau": config.tau,
+            "best_dev_ndcg@10": result.best_dev, "rows": block, "loss": config.loss, "tau": config.tau,
         })
         report_outputs(output)
     return result
