@@ -1,7 +1,7 @@
 """Issue 5: CET against false negatives, for the bi-encoder (STAR pairs) and the cross-encoder reranker.
 
     python -m bench.cet --dataset nfcorpus-hidden50 --max-pairs 20000 --max-groups 4000
-    python -m bench.cet --dataset scifact
+    python -m bench.cet --dataset scifact --part bi --method hn-cet --epochs 3   # against STAR's 3-epoch run
 
 ``<name>-hidden<P>`` derives a copy of ``<name>`` with P% of its train positives hidden (seeded, written
 to ``data/derived/``); the hidden pairs are read back only to measure false negatives. Negatives are mined
@@ -23,11 +23,12 @@ import torch
 import typer
 from sklearn.metrics import roc_auc_score
 
-from bench.common import MODELS, ensure_index, sample_test_queries
+from bench.common import MODELS, RUNS, ensure_index, paired_test, sample_test_queries
 from bench.results import ROOT, record
 from retriever.data import load_dataset
 from retriever.data.derive import false_negative_rate, hide_positives, read_hidden_positives
 from retriever.encoders import BiEncoder, load_sentence_transformer
+from retriever.evaluate.metrics import read_trec_run
 from retriever.evaluate.plots import new_figure, save_png
 from retriever.pipeline import build_index, evaluate_index, rerank_evaluation, retrieve
 from training.config import TrainConfig
@@ -101,10 +102,11 @@ class CetContext:
     debias_ratio: float
     seed: int
     max_steps: int
+    epochs: float = 1.0
 
 
 def prepare_context(dataset: str, seed: int, weight_queries: int, learning_rate: float, debias_ratio: float,
-                    max_steps: int):
+                    max_steps: int, epochs: float = 1.0):
     """The context, and the base corpus's zero-shot ``(index, encoder)`` (negatives mined from it once)."""
     data, base, hidden = prepare(dataset, seed)
     index, manifest, encoder, _ = ensure_index(load_dataset(base), f"{base}-zero-shot", "default")
@@ -124,18 +126,33 @@ def prepare_context(dataset: str, seed: int, weight_queries: int, learning_rate:
     pairs = [(q, d) for q in weight_qids for d in negatives[q][:HARD_POOL]]
     is_hidden = np.array([d in hidden.get(q, ()) for q, d in pairs])
     context = CetContext(data, dataset, base, negatives_path, fnr, pairs, is_hidden, len(weight_qids),
-                         learning_rate, debias_ratio, seed, max_steps)
+                         learning_rate, debias_ratio, seed, max_steps, epochs)
     return context, index, encoder
 
 
-def bi_encoder_rows(c: CetContext, batch_size: int, max_pairs: int | None, curves: dict) -> None:
-    """STAR with and without CET: trained once each, indexed, evaluated on test; the CET weights' curve."""
+def baseline_runs(c: CetContext, zero_run: dict) -> dict:
+    """The runs each bi-encoder row is paired with: zero-shot's, and STAR's 3-epoch run from
+    ``bench.hard_negatives`` when it is saved (same negatives file, same recipe without CET)."""
+    runs = {"zero_shot": zero_run}
+    star = RUNS / f"{c.dataset}-star-test.trec"
+    if star.is_file():
+        runs["star"] = read_trec_run(star)
+    return runs
+
+
+def bi_encoder_rows(c: CetContext, batch_size: int, max_pairs: int | None, curves: dict, methods: list[str],
+                    baselines: dict) -> None:
+    """STAR with and without CET: trained once each, indexed, evaluated on test and paired with
+    ``baselines`` ({label: run}); the CET weights' curve."""
     common = dict(data=str(c.data.path), loss="star", negatives_file=c.negatives_path, n_negatives=1,
                   batch_size=batch_size, learning_rate=c.learning_rate, seed=c.seed, max_pairs=max_pairs,
                   dev_corpus_size=500, early_stopping_patience=None, debias_ratio=c.debias_ratio,
-                  max_steps=c.max_steps)
+                  max_steps=c.max_steps, epochs=c.epochs)
+    budget = "" if c.epochs == 1 else f"-{c.epochs:g}ep"
     for method, debias in (("hn-plain", "none"), ("hn-cet", "cet")):
-        name = f"{c.dataset}-{method}" + ("" if debias == "none" else f"-T{c.debias_ratio:g}")
+        if method not in methods:
+            continue
+        name = f"{c.dataset}-{method}" + ("" if debias == "none" else f"-T{c.debias_ratio:g}") + budget
         output = MODELS / name
         if not (output / "train_summary.json").is_file():
             train(TrainConfig(debias=debias, output=output, resume=(output / "checkpoints").is_dir(), **common))
@@ -145,13 +162,18 @@ def bi_encoder_rows(c: CetContext, batch_size: int, max_pairs: int | None, curve
         trained_index, _, _ = build_index(c.data, model, name, root=ROOT / "indexes")
         report = evaluate_index(trained_index, model, c.data, split="test", k=1000)
         metrics = report.metrics | c.fnr | {"train_seconds": summary["train_seconds"], "max_pairs": max_pairs or 0,
-                                             "samples_per_s": summary["samples_per_s"], "steps": summary["steps"]}
+                                             "samples_per_s": summary["samples_per_s"], "steps": summary["steps"],
+                                             "epochs": c.epochs, "best_dev_ndcg@10": summary.get("best_dev_ndcg@10")}
+        for label, other in baselines.items():
+            test = paired_test(c.data.qrels("test"), report.run, other)
+            metrics |= {f"p_vs_{label}": f"{test['p']:.2g}", f"delta_vs_{label}": test["delta"]}
         if debias == "cet":
             weights = selection_weights("bi", output / "selection", c.data, c.pairs, 0.05, c.debias_ratio)
             curves["bi-encoder (STAR + CET)"] = (weights, c.is_hidden)
             metrics |= _weight_metrics(weights, c.is_hidden)
         label = "all-MiniLM-L6-v2+star" + (f"+cet(T={c.debias_ratio:g})" if debias == "cet" else "")
         label += f" ({max_pairs} pairs)" if max_pairs else ""
+        label += f" ({c.epochs:g} epochs)" if c.epochs != 1 else ""
         record(c.dataset, "test", method, label, metrics, summary["train_seconds"] + time.perf_counter() - start)
 
 
@@ -201,6 +223,8 @@ def main(
     max_pairs: int | None = typer.Option(None, help="Bi-encoder: subsample training pairs (seeded)."),
     max_groups: int | None = typer.Option(None, help="Reranker: subsample groups (seeded)."),
     parts: list[str] = typer.Option(["bi", "rerank"], "--part"),
+    methods: list[str] = typer.Option(["hn-plain", "hn-cet"], "--method", help="Bi-encoder rows: hn-plain, hn-cet."),
+    epochs: float = typer.Option(1.0, help="Bi-encoder: STAR epochs (the best dev nDCG@10 is kept)."),
     batch_size: int = typer.Option(32),
     rerank_batch_size: int = typer.Option(8),
     rerank_epochs: float = typer.Option(1.0, help="Reranker: passes over the training groups."),
@@ -215,10 +239,13 @@ def main(
     max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    context, index, encoder = prepare_context(dataset, seed, weight_queries, learning_rate, debias_ratio, max_steps)
+    context, index, encoder = prepare_context(dataset, seed, weight_queries, learning_rate, debias_ratio, max_steps,
+                                              epochs)
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if "bi" in parts:
-        bi_encoder_rows(context, batch_size, max_pairs, curves)
+        zero_run = evaluate_index(index, encoder, load_dataset(context.base), split="test", k=1000,
+                                  with_auc=False).run
+        bi_encoder_rows(context, batch_size, max_pairs, curves, methods, baseline_runs(context, zero_run))
     if "rerank" in parts:
         recipe = RerankRecipe(max_groups, rerank_batch_size, rerank_epochs, rerank_depth, max_queries,
                               rerank_max_length, tag)
@@ -226,6 +253,7 @@ def main(
     if curves:
         suffix = "" if set(parts) == {"bi", "rerank"} else "_" + "-".join(parts)
         suffix += f"_{tag}" if tag and "rerank" in parts else ""
+        suffix += f"_{epochs:g}ep" if epochs != 1 and "bi" in parts else ""
         plot_weights(curves, ROOT / "docs" / f"cet_weights_{dataset}_T{debias_ratio:g}{suffix}.png",
                      f"{dataset}: CET weights, top-{HARD_POOL} mined negatives of {context.n_weight_queries} train "
                      "queries")

@@ -28,8 +28,7 @@ from training.trainer import train
 logger = logging.getLogger("bench.train_losses")
 
 
-def _loss_row(data, dataset: str, name: str, config: TrainConfig, zero_run, variant: str, mw_normalize: str,
-              max_pairs: int | None, rows: str):
+def _loss_row(data, dataset: str, name: str, config: TrainConfig, zero_run, variant: str, mw_normalize: str):
     """Train ``config`` (unless finished), index and evaluate it on test, record the row with its paired
     t-test against zero-shot and save its run; returns the evaluation report."""
     split, loss, output = "test", config.loss, config.output
@@ -49,10 +48,10 @@ def _loss_row(data, dataset: str, name: str, config: TrainConfig, zero_run, vari
     test = paired_test(data.qrels(split), report.run, zero_run)
     metrics |= {"p_vs_zero_shot": f"{test['p']:.2g}", "delta_vs_zero_shot": test["delta"]}
     label = f"all-MiniLM-L6-v2+{loss}" + (f" (tau={config.tau:g}, norm={mw_normalize})" if variant else "")
-    if max_pairs:
-        metrics["max_pairs"] = max_pairs
-        label += f" ({max_pairs} pairs)"
-    if rows == "query":
+    if config.max_pairs:
+        metrics["max_pairs"] = config.max_pairs
+        label += f" ({config.max_pairs} pairs)"
+    if config.rows == "query":
         label += " (one row per query per epoch)"
     record(dataset, split, loss, label, metrics, summary["train_seconds"] + time.perf_counter() - start)
     write_trec_run(report.run, ROOT / "bench" / "runs" / f"{name}-{split}.trec", tag=loss)
@@ -101,7 +100,7 @@ def main(
                              min_epochs=min_epochs, rows=rows,
                              temperature=temperature, mw_normalize=mw_normalize, max_steps=max_steps,
                              resume=(output / "checkpoints").is_dir())
-        report = _loss_row(data, dataset, name, config, zero_run, variant, mw_normalize, max_pairs, rows)
+        report = _loss_row(data, dataset, name, config, zero_run, variant, mw_normalize)
         runs[f"{loss}{variant}"], curves[f"{loss}{variant}"] = report.run, (report.auc.labels, report.auc.scores)
 
     if len(runs) > 1:

@@ -31,7 +31,7 @@ from training.callbacks import (
 )
 from training.config import FinetuneConfig
 from training.epoch_blocks import epoch_blocks_sampler
-from training.examples import TrainingRows, build_rows, epoch_blocks
+from training.examples import TrainingRows, epoch_blocks, epoch_rows
 from training.losses import KnownPositives
 from training.losses.cet_star import CETStarLoss
 from training.losses.registry import loss_spec
@@ -103,8 +103,7 @@ def training_rows(dataset: BeirDataset, config: FinetuneConfig) -> tuple[Trainin
     negatives = load_negatives(config.negatives_file)
     if config.rows == "query":
         return epoch_blocks(dataset, config, negatives, int(np.ceil(config.epochs)))
-    rows = build_rows(dataset, config.split, negatives, config.n_negatives, config.max_pairs, config.seed,
-                      config.negative_sampling)
+    rows = epoch_rows(dataset, config, negatives, 0)
     return rows, len(rows)
 
 
