@@ -23,7 +23,7 @@ import torch
 import typer
 from sklearn.metrics import roc_auc_score
 
-from bench.common import MODELS, RUNS, ensure_index, paired_test, sample_test_queries
+from bench.common import MODELS, RUNS, ensure_index, paired_test, sample_test_queries, save_run
 from bench.results import ROOT, record
 from retriever.data import load_dataset
 from retriever.data.derive import false_negative_rate, hide_positives, read_hidden_positives
@@ -143,7 +143,7 @@ def baseline_runs(c: CetContext, zero_run: dict) -> dict:
 def bi_encoder_rows(c: CetContext, batch_size: int, max_pairs: int | None, curves: dict, methods: list[str],
                     baselines: dict) -> None:
     """STAR with and without CET: trained once each, indexed, evaluated on test and paired with
-    ``baselines`` ({label: run}); the CET weights' curve."""
+    ``baselines`` ({label: run}; hn-cet is paired with hn-plain too, once that ran); the CET weights' curve."""
     common = dict(data=str(c.data.path), loss="star", negatives_file=c.negatives_path, n_negatives=1,
                   batch_size=batch_size, learning_rate=c.learning_rate, seed=c.seed, max_pairs=max_pairs,
                   dev_corpus_size=500, early_stopping_patience=None, debias_ratio=c.debias_ratio,
@@ -167,6 +167,9 @@ def bi_encoder_rows(c: CetContext, batch_size: int, max_pairs: int | None, curve
         for label, other in baselines.items():
             test = paired_test(c.data.qrels("test"), report.run, other)
             metrics |= {f"p_vs_{label}": f"{test['p']:.2g}", f"delta_vs_{label}": test["delta"]}
+        save_run(report.run, f"{name}-test")
+        if debias == "none":
+            baselines = baselines | {"plain": report.run}
         if debias == "cet":
             weights = selection_weights("bi", output / "selection", c.data, c.pairs, 0.05, c.debias_ratio)
             curves["bi-encoder (STAR + CET)"] = (weights, c.is_hidden)
