@@ -187,7 +187,14 @@ def adore_rows(rows: Rows, methods: list[str], adore: dict, normalize: str, time
             "best_step": summary.get("best_step"), "best_dev_ndcg@10": summary.get("best_dev_ndcg@10"),
             "stopped_early": summary.get("stopped_early"),
             "learning_rate": f"{summary['learning_rate']:g}",  # a string: records round floats to 5 decimals
-        }, rows.max_pairs, variant=f" ({settings})" if settings else "", baseline=rows.zero_run)
+        }, rows.max_pairs, variant=f" ({settings})" if settings else "", baseline=rows.zero_run,
+            compare=star_run(rows.dataset) if method == "adore-star" else None)
+
+
+def star_run(dataset: str) -> dict:
+    """STAR's saved (dense-mined) test run, ADORE + STAR's own baseline ({} if none was saved)."""
+    path = RUNS / f"{star_folder(dataset, 'star', 'dense')}-test.trec"
+    return {"star": read_trec_run(path)} if path.is_file() else {}
 
 if __name__ == "__main__":
     typer.run(main)
