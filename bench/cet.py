@@ -23,12 +23,12 @@ import torch
 import typer
 from sklearn.metrics import roc_auc_score
 
-from bench.common import MODELS, RUNS, ensure_index, paired_test, sample_test_queries, save_run
+from bench.common import MODELS, ensure_index, paired_columns, sample_test_queries, save_run
+from bench.hard_negatives import star_run
 from bench.results import ROOT, record
 from retriever.data import load_dataset
 from retriever.data.derive import false_negative_rate, hide_positives, read_hidden_positives
 from retriever.encoders import BiEncoder, load_sentence_transformer
-from retriever.evaluate.metrics import read_trec_run
 from retriever.evaluate.plots import new_figure, save_png
 from retriever.pipeline import build_index, evaluate_index, rerank_evaluation, retrieve
 from training.config import TrainConfig
@@ -130,16 +130,6 @@ def prepare_context(dataset: str, seed: int, weight_queries: int, learning_rate:
     return context, index, encoder
 
 
-def baseline_runs(c: CetContext, zero_run: dict) -> dict:
-    """The runs each bi-encoder row is paired with: zero-shot's, and STAR's 3-epoch run from
-    ``bench.hard_negatives`` when it is saved (same negatives file, same recipe without CET)."""
-    runs = {"zero_shot": zero_run}
-    star = RUNS / f"{c.dataset}-star-test.trec"
-    if star.is_file():
-        runs["star"] = read_trec_run(star)
-    return runs
-
-
 def bi_encoder_rows(c: CetContext, batch_size: int, max_pairs: int | None, curves: dict, methods: list[str],
                     baselines: dict) -> None:
     """STAR with and without CET: trained once each, indexed, evaluated on test and paired with
@@ -164,9 +154,7 @@ def bi_encoder_rows(c: CetContext, batch_size: int, max_pairs: int | None, curve
         metrics = report.metrics | c.fnr | {"train_seconds": summary["train_seconds"], "max_pairs": max_pairs or 0,
                                              "samples_per_s": summary["samples_per_s"], "steps": summary["steps"],
                                              "epochs": c.epochs, "best_dev_ndcg@10": summary.get("best_dev_ndcg@10")}
-        for label, other in baselines.items():
-            test = paired_test(c.data.qrels("test"), report.run, other)
-            metrics |= {f"p_vs_{label}": f"{test['p']:.2g}", f"delta_vs_{label}": test["delta"]}
+        metrics |= paired_columns(c.data.qrels("test"), report.run, baselines)
         save_run(report.run, f"{name}-test")
         if debias == "none":
             baselines = baselines | {"plain": report.run}
@@ -246,9 +234,10 @@ def main(
                                               epochs)
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if "bi" in parts:
-        zero_run = evaluate_index(index, encoder, load_dataset(context.base), split="test", k=1000,
-                                  with_auc=False).run
-        bi_encoder_rows(context, batch_size, max_pairs, curves, methods, baseline_runs(context, zero_run))
+        # zero-shot's and STAR's saved run (bench.hard_negatives: the same negatives file, no CET)
+        zero_run = evaluate_index(index, encoder, context.data, split="test", k=1000, with_auc=False).run
+        bi_encoder_rows(context, batch_size, max_pairs, curves, methods,
+                        {"zero_shot": zero_run} | star_run(dataset))
     if "rerank" in parts:
         recipe = RerankRecipe(max_groups, rerank_batch_size, rerank_epochs, rerank_depth, max_queries,
                               rerank_max_length, tag)

@@ -62,6 +62,15 @@ def paired_test(qrels: Qrels, run: Run, baseline: Run, metric: str = "ndcg@10") 
     return {"delta": float(per_query[0].mean() - per_query[1].mean()), "p": float(test.pvalue)}
 
 
+def paired_columns(qrels: Qrels, run: Run, baselines: dict[str, Run]) -> dict[str, object]:
+    """``p_vs_<label>`` (a string: records round floats) and ``delta_vs_<label>`` on nDCG@10 for each baseline."""
+    columns: dict[str, object] = {}
+    for label, baseline in baselines.items():
+        test = paired_test(qrels, run, baseline)
+        columns |= {f"p_vs_{label}": f"{test['p']:.2g}", f"delta_vs_{label}": test["delta"]}
+    return columns
+
+
 def save_run(run: Run, name: str) -> Path:
     """``bench/runs/<name>.trec``, for a later ``python -m bench.significance``."""
     RUNS.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import typer
 
-from bench.common import INDEXES, MODELS, RUNS, ensure_index, paired_test, save_run
+from bench.common import INDEXES, MODELS, RUNS, ensure_index, paired_columns, save_run
 from bench.results import record
 from retriever.data import load_dataset
 from retriever.evaluate.metrics import read_trec_run
@@ -55,9 +55,8 @@ def evaluate_and_record(data, dataset: str, method: str, index, encoder, summary
     report = evaluate_index(index, encoder, data, split="test", k=1000)
     metrics = report.metrics | {"train_seconds": summary["train_seconds"], "samples_per_s": summary["samples_per_s"],
                                 "steps": summary["steps"]} | extra
-    for label, other in (({"zero_shot": baseline} if baseline is not None else {}) | (compare or {})).items():
-        test = paired_test(data.qrels("test"), report.run, other)
-        metrics |= {f"p_vs_{label}": f"{test['p']:.2g}", f"delta_vs_{label}": test["delta"]}
+    metrics |= paired_columns(data.qrels("test"), report.run,
+                              ({"zero_shot": baseline} if baseline is not None else {}) | (compare or {}))
     if baseline is not None:
         save_run(report.run, run_name or f"{dataset}-test-{method}{variant.replace(' ', '')}")
     label = f"all-MiniLM-L6-v2+{method}{variant}" + (f" ({max_pairs} pairs)" if max_pairs else "")
@@ -195,6 +194,7 @@ def star_run(dataset: str) -> dict:
     """STAR's saved (dense-mined) test run, ADORE + STAR's own baseline ({} if none was saved)."""
     path = RUNS / f"{star_folder(dataset, 'star', 'dense')}-test.trec"
     return {"star": read_trec_run(path)} if path.is_file() else {}
+
 
 if __name__ == "__main__":
     typer.run(main)
