@@ -2,7 +2,7 @@
 
     python -m bench.hard_negatives --dataset scifact --only star --epochs 3
     python -m bench.hard_negatives --dataset scifact --only star --epochs 3 --mine-mode hybrid
-    python -m bench.hard_negatives --dataset nfcorpus --max-pairs 1600
+    python -m bench.hard_negatives --dataset nfcorpus --only star --only adore-star --rows query --max-epochs 8
 
 Negatives are mined once from the zero-shot index (top 200, labelled positives removed), from its vectors
 (``--mine-mode dense``) or from its hybrid ranking (``hybrid``: the index's lexical side fused in, issue 19);
@@ -75,12 +75,13 @@ def mine_once(data, dataset: str, mine_mode: str, seed: int, index_dir, index, m
     return path, time.perf_counter() - start
 
 
-def check_budget(output, epochs: float, max_steps: int) -> None:
+def check_budget(output, epochs: float, max_steps: int, rows: str) -> None:
     """Refuse to record a reused finished model under another budget than it was trained with."""
     trained = json.loads((output / "train_config.json").read_text())
-    if (trained.get("epochs"), trained.get("max_steps", -1)) != (epochs, max_steps):
-        raise typer.BadParameter(f"{output} was trained for {trained.get('epochs')} epochs (max_steps "
-                                 f"{trained.get('max_steps')}), not {epochs} ({max_steps}): move it away to retrain")
+    was = (trained.get("epochs"), trained.get("max_steps", -1), trained.get("rows", "pair"))
+    if was != (epochs, max_steps, rows):
+        raise typer.BadParameter(f"{output} was trained for {was[0]} epochs (max_steps {was[1]}, rows {was[2]}), "
+                                 f"not {epochs} ({max_steps}, {rows}): move it away to retrain")
 
 
 def dense_mined_run(dataset: str, method: str, mine_mode: str) -> dict:
@@ -101,6 +102,8 @@ def main(
     max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
     mine_mode: str = typer.Option("dense", help="STAR's negatives: dense | hybrid ranking of the zero-shot index."),
     epochs: float = typer.Option(3.0, help="STAR / MW-STAR epochs (the best dev nDCG@10 is kept)."),
+    row_mode: str = typer.Option("pair", "--rows", help="STAR / MW-STAR rows: pair (every labelled pair) | query "
+                                 "(one row per training query per epoch, its positive drawn by grade; Tevatron's)"),
     adore_normalize: str = typer.Option("pairs", help="ADORE: pairs (the official loss) | sum | weights."),
     adore_lr: float = typer.Option(ADORE_LEARNING_RATE, help="ADORE's learning rate (official default 5e-6)."),
     max_epochs: int = typer.Option(10, help="ADORE: epochs at most (early stopping on dev nDCG@10)."),
@@ -123,7 +126,7 @@ def main(
         data=dataset, batch_size=batch_size, learning_rate=learning_rate, seed=seed, epochs=1.0, max_steps=max_steps,
         max_pairs=max_pairs, dev_corpus_size=500, early_stopping_patience=None))
     star_rows(rows, [m for m in ("star", "mw-star") if not only or m in only], negatives, mining_seconds, mine_mode,
-              epochs)
+              epochs, row_mode)
     adore = rows.common | dict(learning_rate=adore_lr, epochs=float(max_epochs), min_epochs=min_epochs,
                                early_stopping_patience=patience)
     adore_rows(rows, [m for m in ("adore", "adore-star") if not only or m in only], adore, adore_normalize,
@@ -143,7 +146,7 @@ class Rows:
 
 
 def star_rows(rows: Rows, methods: list[str], negatives, mining_seconds: float, mine_mode: str,
-              epochs: float) -> None:
+              epochs: float, row_mode: str = "pair") -> None:
     """STAR and MW-STAR on the mined negatives: trained (or reused at the same budget), indexed, recorded."""
     for method in methods:
         loss = {"star": "star", "mw-star": "mw"}[method]
@@ -151,13 +154,15 @@ def star_rows(rows: Rows, methods: list[str], negatives, mining_seconds: float, 
         output = MODELS / name
         if not (output / "train_summary.json").is_file():
             train(TrainConfig(loss=loss, negatives_file=negatives, n_negatives=1, output=output,
-                              resume=(output / "checkpoints").is_dir(), **(rows.common | {"epochs": epochs})))
-        check_budget(output, epochs, rows.common["max_steps"])
+                              resume=(output / "checkpoints").is_dir(), rows=row_mode,
+                              **(rows.common | {"epochs": epochs})))
+        check_budget(output, epochs, rows.common["max_steps"], row_mode)
         summary = json.loads((output / "train_summary.json").read_text())
         index, _, encoder, encode_seconds = ensure_index(rows.data, name, str(output))
         evaluate_and_record(rows.data, rows.dataset, method, index, encoder, summary, {
             "mining_seconds": mining_seconds, "corpus_encode_seconds": encode_seconds, "epochs": epochs,
-            "best_dev_ndcg@10": summary.get("best_dev_ndcg@10")}, rows.max_pairs, variant=f" ({mine_mode}-mined)",
+            "best_dev_ndcg@10": summary.get("best_dev_ndcg@10"), "train_rows": summary.get("rows")}, rows.max_pairs,
+            variant=f" ({mine_mode}-mined)" + (" (one row per query per epoch)" if row_mode == "query" else ""),
             baseline=rows.zero_run, run_name=f"{name}-test",
             compare=dense_mined_run(rows.dataset, method, mine_mode))
 

@@ -47,6 +47,16 @@ def _settings(model, config: Path | None, resume: bool, overrides: dict):
     return load_config(config, overrides | {"resume": resume or None}, model)
 
 
+def _end_process_group() -> None:
+    """Under torchrun: wait for every rank, then destroy the (gloo) process group. A group left to interpreter
+    exit can abort a rank ("terminate called without an active exception") while another is still saving."""
+    import torch.distributed as dist  # CLI start-up: torch, only after a training
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _train(config: Path | None, resume: bool, as_json: bool, overrides: dict) -> None:
     """Fine-tune an embedding model on a BEIR dataset's qrels (--method finetune, adore or soft-tokens)."""
     settings = _settings(TrainConfig, config, resume, overrides)
@@ -57,10 +67,12 @@ def _train(config: Path | None, resume: bool, as_json: bool, overrides: dict) ->
 
     if settings.method in ("adore", "soft-tokens"):
         summary = (train_adore if settings.method == "adore" else train_soft_tokens)(settings)
+        _end_process_group()
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
             _echo(_with_outputs(summary, settings.output), as_json)
         return
     result = train(settings)
+    _end_process_group()
     if os.environ.get("RANK", "0") != "0":
         return
     summary = {"output": str(result.output), "train_seconds": round(result.train_seconds, 1),
@@ -74,6 +86,7 @@ def _train_reranker(config: Path | None, resume: bool, as_json: bool, overrides:
     from training.rerank_trainer import train_reranker  # CLI start-up: transformers
 
     summary = train_reranker(settings)
+    _end_process_group()
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
         _echo(_with_outputs(summary, settings.output), as_json)
 
