@@ -236,9 +236,11 @@ def test_hard_negatives_bench_never_records_a_reused_model_under_another_budget(
     from bench.hard_negatives import check_budget
 
     (tmp_path / "train_config.json").write_text(json.dumps({"epochs": 0.5, "max_steps": -1}))
-    check_budget(tmp_path, 0.5, -1)
+    check_budget(tmp_path, 0.5, -1, "pair")  # a config written before --rows existed trained on pairs
     with pytest.raises(typer.BadParameter, match="trained for 0.5 epochs"):
-        check_budget(tmp_path, 3.0, -1)
+        check_budget(tmp_path, 3.0, -1, "pair")
+    with pytest.raises(typer.BadParameter, match="rows pair"):
+        check_budget(tmp_path, 0.5, -1, "query")
 
 
 def test_hard_negatives_bench_pairs_a_row_with_zero_shot_and_the_dense_mined_run(monkeypatch, tmp_path) -> None:
