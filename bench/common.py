@@ -26,6 +26,11 @@ MODELS = ROOT / "models"
 RUNS = ROOT / "bench" / "runs"
 
 
+def rows_label(rows: str) -> str:
+    """The model-label suffix of a training's row protocol (``--rows``), the same in every bench."""
+    return " (one row per query per epoch)" if rows == "query" else ""
+
+
 def ensure_index(data, name: str, model: str):
     """``(index, manifest, encoder, build_seconds)`` of ``indexes/<name>``, built with ``model`` if missing."""
     try:

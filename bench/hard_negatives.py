@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import typer
 
-from bench.common import INDEXES, MODELS, RUNS, ensure_index, paired_columns, save_run
+from bench.common import INDEXES, MODELS, RUNS, ensure_index, paired_columns, rows_label, save_run
 from bench.results import record
 from retriever.data import load_dataset
 from retriever.evaluate.metrics import read_trec_run
@@ -162,7 +162,7 @@ def star_rows(rows: Rows, methods: list[str], negatives, mining_seconds: float, 
         evaluate_and_record(rows.data, rows.dataset, method, index, encoder, summary, {
             "mining_seconds": mining_seconds, "corpus_encode_seconds": encode_seconds, "epochs": epochs,
             "best_dev_ndcg@10": summary.get("best_dev_ndcg@10"), "train_rows": summary.get("rows")}, rows.max_pairs,
-            variant=f" ({mine_mode}-mined)" + (" (one row per query per epoch)" if row_mode == "query" else ""),
+            variant=f" ({mine_mode}-mined){rows_label(row_mode)}",
             baseline=rows.zero_run, run_name=f"{name}-test",
             compare=dense_mined_run(rows.dataset, method, mine_mode))
 

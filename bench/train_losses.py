@@ -16,7 +16,7 @@ import time
 
 import typer
 
-from bench.common import paired_test
+from bench.common import paired_test, rows_label
 from bench.results import ROOT, record, write_significance
 from retriever.data import load_dataset
 from retriever.encoders import BiEncoder
@@ -51,8 +51,7 @@ def _loss_row(data, dataset: str, name: str, config: TrainConfig, zero_run, vari
     if config.max_pairs:
         metrics["max_pairs"] = config.max_pairs
         label += f" ({config.max_pairs} pairs)"
-    if config.rows == "query":
-        label += " (one row per query per epoch)"
+    label += rows_label(config.rows)
     record(dataset, split, loss, label, metrics, summary["train_seconds"] + time.perf_counter() - start)
     write_trec_run(report.run, ROOT / "bench" / "runs" / f"{name}-{split}.trec", tag=loss)
     return report
