@@ -14,7 +14,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from retriever.lexical import fts5
@@ -85,34 +86,33 @@ class DocumentStore(LexicalQueries):
         """Insert or replace ``(id, title, text[, metadata])`` rows (and their postings) in one durable
         transaction."""
         rows = [_with_metadata(row) for row in docs]
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT INTO documents(id, title, text, metadata) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET title = excluded.title, text = excluded.text, "
-                    "metadata = excluded.metadata",
-                    rows,
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._generation += 1
-            self._last_write = time.monotonic()
+        with self._write_transaction():
+            self._conn.executemany(
+                "INSERT INTO documents(id, title, text, metadata) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET title = excluded.title, text = excluded.text, "
+                "metadata = excluded.metadata",
+                rows,
+            )
 
     def delete(self, ids: list[str]) -> int:
+        with self._write_transaction():
+            cursor = self._conn.executemany("DELETE FROM documents WHERE id = ?", [(i,) for i in ids])
+        return cursor.rowcount
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[None]:
+        """One durable write under the lock: committed on success, rolled back on any error; a commit counts
+        as a write (the lexical snapshot goes stale)."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                cursor = self._conn.executemany("DELETE FROM documents WHERE id = ?", [(i,) for i in ids])
+                yield
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
             self._generation += 1
             self._last_write = time.monotonic()
-            return cursor.rowcount
 
     def get(self, ids: list[str]) -> dict[str, tuple[str, str]]:
         """``{id: (title, text)}`` for the ids that exist (one query per 500 ids)."""
