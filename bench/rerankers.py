@@ -109,6 +109,8 @@ def main(
     max_steps: int = typer.Option(-1, help="Cap on training steps (quick checks)."),
     rows: str = typer.Option("pair", help="pair: a group per labelled pair | query: a group per training query, "
                              "positive by grade (NFCorpus)"),
+    sft_pos_weight: float | None = typer.Option(None, help="SFT: weight of each positive's term (default 1, the "
+                                                "paper; n_hard + n_easy balances the classes)."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     specs = checked_first_stages(first_stages or [f"{dataset}-zero-shot"], dataset)  # before any training
@@ -118,7 +120,8 @@ def main(
         raise typer.BadParameter("--model-dir holds one reranker: give exactly one trained --objective")
     recipe = dict(n_hard=n_hard, n_easy=n_easy, max_groups=max_groups, batch_size=batch_size, epochs=epochs,
                   learning_rate=learning_rate, max_length=max_length, seed=seed, rows=rows, max_steps=max_steps,
-                  model=start_model, **({"head_learning_rate": head_learning_rate} if head_learning_rate else {}))
+                  model=start_model, sft_pos_weight=sft_pos_weight,
+                  **({"head_learning_rate": head_learning_rate} if head_learning_rate else {}))
     short = SHORT[arch]
     trained: dict[str, tuple[str, dict]] = {}
     logs = {}

@@ -41,3 +41,21 @@ def test_a_missing_first_stage_index_is_a_bad_parameter(monkeypatch: pytest.Monk
     assert error.value.param_hint == "--first-stage"
     with pytest.raises(typer.BadParameter, match="use dense:INDEX or hybrid:FUSION:INDEX"):
         checked_first_stages(["hybrid:tmm"], "scifact")
+
+
+def test_the_sft_positive_weight_reaches_the_trainer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import bench.rerankers as rerankers
+
+    seen = {}
+
+    def fake_train(config):
+        seen["config"] = config
+        (config.output / "train_summary.json").write_text("{}")
+
+    monkeypatch.setattr(rerankers, "train_reranker", fake_train)
+    tmp_path.joinpath("out").mkdir()
+    recipe = dict(n_hard=3, n_easy=4, max_groups=None, batch_size=8, epochs=1.0, learning_rate=1e-4, max_length=128,
+                  seed=42, rows="pair", max_steps=-1, model=None, sft_pos_weight=7.0)
+    rerankers.train_objective(None, "scifact", "cross-encoder", "sft", tmp_path / "out", tmp_path / "neg.json",
+                              recipe)
+    assert seen["config"].sft_pos_weight == 7.0 and seen["config"].objective == "sft"
