@@ -62,3 +62,17 @@ def test_cache_keys_survive_a_round_trip_including_nul_bytes(tmp_path) -> None:
     cache.add("ns", keys, np.arange(6, dtype=np.float32).reshape(3, 2))
     rows, hit = EmbeddingCache(tmp_path).lookup("ns", keys)
     assert hit.all() and rows.tolist() == [0, 1, 2]
+
+
+def test_two_processes_adding_to_one_cache_table_keep_each_others_vectors(tmp_path) -> None:
+    # two caches over one folder stand for two processes: each read the (empty) table before the other wrote
+    first, second = EmbeddingCache(tmp_path), EmbeddingCache(tmp_path)
+    a, b, c = (bytes([i]) * 20 for i in (1, 2, 3))
+    assert not first.lookup("ns", [a])[1].any() and not second.lookup("ns", [b])[1].any()
+    first.add("ns", [a], np.full((1, 4), 1.0, dtype=np.float32))
+    second.add("ns", [b, a], np.array([[2.0] * 4, [9.0] * 4], dtype=np.float32))  # a is on disk now: kept as 1
+    first.add("ns", [c], np.full((1, 4), 3.0, dtype=np.float32))
+    fresh = EmbeddingCache(tmp_path)
+    rows, hit = fresh.lookup("ns", [a, b, c])
+    assert hit.all()
+    np.testing.assert_array_equal(fresh.vectors("ns")[rows][:, 0], [1.0, 2.0, 3.0])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +43,11 @@ class _Table:
 
 
 class EmbeddingCache:
-    """One table per (fingerprint, side), stored as ``keys.npy`` (n x 20 bytes) and ``vectors.npy``."""
+    """One table per (fingerprint, side), stored as ``keys.npy`` (n x 20 bytes) and ``vectors.npy``.
+
+    Several processes may share a cache folder (two trainings, a bench beside a CLI run): a write holds the
+    table's file lock and merges what is on disk with its own rows, so no process drops another's vectors,
+    and a read holds the lock shared, so it never pairs one writer's keys with another's vectors."""
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root else default_cache_dir()
@@ -50,19 +57,11 @@ class EmbeddingCache:
     def _table(self, namespace: str) -> _Table:
         if namespace not in self._tables:
             folder = self.root / namespace
-            table = _Table([], np.zeros((0, 0), dtype=np.float32))
-            try:
-                raw = np.load(folder / "keys.npy")
-                vectors = np.load(folder / "vectors.npy")
-                keys = [row.tobytes() for row in raw.reshape(-1, KEY_BYTES)]
-                if len(keys) != len(vectors) or len(set(keys)) != len(keys):
-                    raise ValueError("keys and vectors do not match")
-                table = _Table(keys, vectors)
-            except FileNotFoundError:
-                pass
-            except (ValueError, OSError) as exc:
-                logger.warning("ignoring unreadable embedding cache %s (%s)", folder, exc)
-            self._tables[namespace] = table
+            if folder.is_dir():
+                with _file_lock(folder, exclusive=False):
+                    self._tables[namespace] = _read_table(folder)
+            else:
+                self._tables[namespace] = _Table([], np.zeros((0, 0), dtype=np.float32))
         return self._tables[namespace]
 
     def lookup(self, namespace: str, keys: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -76,23 +75,66 @@ class EmbeddingCache:
         return self._table(namespace).vectors
 
     def add(self, namespace: str, keys: list[bytes], vectors: np.ndarray) -> None:
-        """Append the vectors of keys not cached yet, then persist the table atomically."""
+        """Append the vectors of keys not cached yet to the table on disk (as it is now, whoever wrote it),
+        then persist it atomically."""
         with self._lock:
-            table = self._table(namespace)
+            known = self._table(namespace)
             first: dict[bytes, int] = {}
             for i, key in enumerate(keys):
-                if key not in table.rows:
+                if key not in known.rows:
                     first.setdefault(key, i)
             if not first:
                 return
-            added = np.asarray(vectors, dtype=np.float32)[list(first.values())]
-            merged = added if len(table.keys) == 0 else np.concatenate([table.vectors, added])
-            table = _Table(table.keys + list(first), merged)
-            self._tables[namespace] = table
-            raw = np.frombuffer(b"".join(table.keys), dtype=np.uint8).reshape(-1, KEY_BYTES)
             folder = self.root / namespace
-            atomic_write_bytes(folder / "vectors.npy", _npy_bytes(table.vectors))
-            atomic_write_bytes(folder / "keys.npy", _npy_bytes(raw))
+            with _file_lock(folder, exclusive=True):
+                table = _merged(_read_table(folder), known, list(first),
+                                np.asarray(vectors, dtype=np.float32)[list(first.values())])
+                raw = np.frombuffer(b"".join(table.keys), dtype=np.uint8).reshape(-1, KEY_BYTES)
+                atomic_write_bytes(folder / "vectors.npy", _npy_bytes(table.vectors))
+                atomic_write_bytes(folder / "keys.npy", _npy_bytes(raw))
+            self._tables[namespace] = table
+
+
+@contextmanager
+def _file_lock(folder: Path, exclusive: bool) -> Iterator[None]:
+    """An advisory lock on ``folder/.lock`` that other processes' caches respect."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_table(folder: Path) -> _Table:
+    """The table on disk; empty when absent, and (with a warning) when unreadable."""
+    try:
+        raw = np.load(folder / "keys.npy")
+        vectors = np.load(folder / "vectors.npy")
+        keys = [row.tobytes() for row in raw.reshape(-1, KEY_BYTES)]
+        if len(keys) != len(vectors) or len(set(keys)) != len(keys):
+            raise ValueError("keys and vectors do not match")
+        return _Table(keys, vectors)
+    except FileNotFoundError:
+        pass
+    except (ValueError, OSError) as exc:
+        logger.warning("ignoring unreadable embedding cache %s (%s)", folder, exc)
+    return _Table([], np.zeros((0, 0), dtype=np.float32))
+
+
+def _merged(disk: _Table, memory: _Table, new_keys: list[bytes], new_vectors: np.ndarray) -> _Table:
+    """``disk`` plus the rows of ``memory`` and the new ones that it lacks, in that order."""
+    extra_rows = [i for i, key in enumerate(memory.keys) if key not in disk.rows]
+    keys = disk.keys + [memory.keys[i] for i in extra_rows]
+    parts = [disk.vectors] if disk.keys else []
+    if extra_rows:
+        parts.append(memory.vectors[extra_rows])
+    seen = set(keys)
+    fresh = [i for i, key in enumerate(new_keys) if key not in seen]
+    keys += [new_keys[i] for i in fresh]
+    parts.append(new_vectors[fresh])
+    return _Table(keys, np.concatenate(parts) if len(parts) > 1 else parts[0])
 
 
 class VectorLRU:
