@@ -114,7 +114,8 @@ def main(
                  time_budget_min * 60 if time_budget_min else None)
             runs[method] = _evaluate_and_record(data, dataset, method, summary, zero_index, zero, side, {
                 "learning_rate": f"{learning_rate:g}", "rows": rows, "objective": objective})
-    label = f"soft-tokens-{side}" + ("-adore" if objective == "adore" else "") + tag
+    ks = "-".join(str(n) for n in k)  # one report per K set: a later run never overwrites another's
+    label = f"soft-tokens-{side}" + ("-adore" if objective == "adore" else "") + f"-k{ks}" + tag
     write_significance(dataset, "test", label, qrels, runs)
 
 
