@@ -97,9 +97,17 @@ class EmbeddingCache:
 
 @contextmanager
 def _file_lock(folder: Path, exclusive: bool) -> Iterator[None]:
-    """An advisory lock on ``folder/.lock`` that other processes' caches respect."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+b") as handle:
+    """An advisory lock on ``folder/.lock`` that other processes' caches respect. A reader of a cache it may
+    not write (a read-only mount) reads without it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".lock", "a+b")  # noqa: SIM115 (closed below, after the unlock)
+    except OSError:
+        if exclusive:
+            raise
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
             yield
