@@ -6,17 +6,15 @@ the record with the same (dataset, split, method, model) key.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shlex
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from retriever.atomic import atomic_write_json, atomic_write_text
+from retriever.atomic import atomic_write_json, atomic_write_text, file_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
@@ -112,14 +110,8 @@ def remove(dataset: str, method: str, model: str | None = None, split: str = "te
     return len(rows) - len(keep)
 
 
-@contextmanager
 def _locked():
-    with open(RESULTS.with_suffix(".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return file_lock(RESULTS.with_suffix(".lock"))
 
 
 def _fmt(value: Any) -> str:

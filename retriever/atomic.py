@@ -1,8 +1,9 @@
 """Crash-safe writes: a file through a temporary sibling, fsync and rename; a folder through a staging
-folder renamed (or merged) into place."""
+folder renamed (or merged) into place; an advisory file lock for read-merge-write updates across processes."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -90,3 +91,15 @@ def atomic_dir(target: Path, merge: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+@contextmanager
+def file_lock(path: Path, exclusive: bool = True) -> Iterator[None]:
+    """An advisory ``flock`` on ``path`` (created if absent) for the block; ``exclusive=False`` shares it
+    with other readers."""
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import logging
@@ -10,12 +9,12 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from retriever.atomic import atomic_write_bytes
+from retriever.atomic import atomic_write_bytes, file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -97,22 +96,16 @@ class EmbeddingCache:
 
 @contextmanager
 def _file_lock(folder: Path, exclusive: bool) -> Iterator[None]:
-    """An advisory lock on ``folder/.lock`` that other processes' caches respect. A reader of a cache it may
-    not write (a read-only mount) reads without it."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / ".lock", "a+b")  # noqa: SIM115 (closed below, after the unlock)
-    except OSError:
-        if exclusive:
-            raise
-        yield
-        return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    """The table's lock (``folder/.lock``), which other processes' caches respect. A reader of a cache it
+    may not write (a read-only mount) reads without it."""
+    with ExitStack() as stack:
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            folder.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(file_lock(folder / ".lock", exclusive))
+        except OSError:
+            if exclusive:
+                raise
+        yield
 
 
 def _read_table(folder: Path) -> _Table:
