@@ -45,6 +45,26 @@ def hardware() -> str:
     return f"cpu x{os.cpu_count()}"
 
 
+def cpu_isa() -> str:
+    """The CPU's widest int8 dot-product extension (what ONNX Runtime's int8 kernels run on), from
+    /proc/cpuinfo: ``avx512-vnni``, ``avx-vnni``, ``avx2`` or ``""`` where it cannot be read."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return ""
+    for flag, name in (("avx512_vnni", "avx512-vnni"), ("avx_vnni", "avx-vnni"), ("avx2", "avx2")):
+        if flag in flags:
+            return name
+    return ""
+
+
+def speed_hardware() -> str:
+    """``hardware()`` with the CPU's int8 extension: speed records of CPUs with and without VNNI differ by
+    2-4x in int8, so they are kept apart (quality records do not depend on it and keep ``hardware()``)."""
+    where, isa = hardware(), cpu_isa()
+    return f"{where} {isa}" if where.startswith("cpu") and isa else where
+
+
 def this_command() -> str:
     """How the running benchmark was started, as ``python -m bench.x args``."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)
@@ -80,13 +100,13 @@ def rounded(value: float) -> float:
 
 
 def record(dataset: str, split: str, method: str, model: str, metrics: dict[str, float], seconds: float,
-           command: str | None = None) -> dict[str, Any]:
-    """Upsert one record, then re-render the table."""
+           command: str | None = None, speed: bool = False) -> dict[str, Any]:
+    """Upsert one record, then re-render the table. ``speed``: a timing, keyed by ``speed_hardware()``."""
     entry = {
         "dataset": dataset, "split": split, "method": method, "model": model,
         "metrics": {k: (rounded(v) if isinstance(v, float) else v) for k, v in metrics.items()},
         "seconds": round(seconds, 2), "command": command or this_command(), "commit": commit(),
-        "hardware": hardware(),
+        "hardware": speed_hardware() if speed else hardware(),
     }
     with _locked():  # benchmarks run side by side: no lost updates
         rows = [r for r in load() if tuple(r.get(k) for k in KEY) != tuple(entry[k] for k in KEY)]
@@ -138,20 +158,24 @@ FAMILIES = (  # (title, predicate on the method, preferred metric columns)
 )
 
 
+def _model_label(r: dict) -> str:
+    """The record's model, with its hardware where that is not a plain CPU (a GPU, or a CPU's int8 extension)."""
+    where = r.get("hardware", "cpu")
+    return r["model"] + ("" if where == "cpu" or where.removeprefix("cpu x").isdigit() else f" [{where}]")
+
+
 def _table(rows: list[dict], preferred: tuple[str, ...]) -> list[str]:
     columns = [c for c in preferred if any(c in r["metrics"] for r in rows)]
     if not columns:
-        return [f"- **{r['method']}** ({r['model']}): " + ", ".join(f"{k} = {_fmt(v)}" for k, v in r["metrics"].items())
-                for r in rows] + [""]
+        return [f"- **{r['method']}** ({_model_label(r)}): "
+                + ", ".join(f"{k} = {_fmt(v)}" for k, v in r["metrics"].items()) for r in rows] + [""]
     lines = ["| method | model | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
     for r in rows:
         cells = " | ".join(_fmt(r["metrics"].get(c)) for c in columns)
-        where = r.get("hardware", "cpu")
-        model = r["model"] + ("" if where.startswith("cpu") else f" [{where}]")
-        lines.append(f"| {r['method']} | {model} | {cells} |")
+        lines.append(f"| {r['method']} | {_model_label(r)} | {cells} |")
     extras = [(r, {k: v for k, v in r["metrics"].items() if k not in columns}) for r in rows]
     lines.append("")
-    lines += [f"- {r['method']} ({r['model']}): " + ", ".join(f"{k} = {_fmt(v)}" for k, v in extra.items())
+    lines += [f"- {r['method']} ({_model_label(r)}): " + ", ".join(f"{k} = {_fmt(v)}" for k, v in extra.items())
               for r, extra in extras if extra]
     return lines + [""]
 

@@ -113,7 +113,7 @@ def main(variant: list[str] = typer.Option(..., help="NAME[:KEY=VALUE,...] (see 
                        "p99_ms": float(np.percentile(ms, 99)), "load_avg_1m_before": load, "load_avg_1m_after": after}
             logger.info("%-18s %-6s p50 %7.2f  p90 %7.2f ms", name, mode, metrics["p50_ms"], metrics["p90_ms"])
             record(dataset, "test", "serve-search-ab", f"all-MiniLM-L6-v2 {backend} {name} {mode} c=1", metrics,
-                   time.time() - started)
+                   time.time() - started, speed=True)
     finally:
         for server in servers:
             server.terminate()

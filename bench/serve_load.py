@@ -113,7 +113,8 @@ def serve_scenarios(index: str, dataset: str, queries: list[str], docs: list[str
                 stats = asyncio.run(drive(url, path, payloads, c, client=client)) | {
                     "load_avg_1m": os.getloadavg()[0]}
                 logger.info("%s %s c=%d: %s", method, label, c, stats)
-                record(dataset, "test", method, f"{label} c={c}", stats, stats["requests"] / stats["qps"])
+                record(dataset, "test", method, f"{label} c={c}", stats, stats["requests"] / stats["qps"],
+                       speed=True)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -147,13 +148,13 @@ def run_peer(peer_bin: str | None, dataset: str, queries: list[str], docs: list[
             payloads = [embed(queries[i % len(queries)]) for i in range(n_requests(c, per_level))]
             stats = asyncio.run(drive(url, embed_path, payloads, c))
             record(dataset, "test", f"peer-{peer}-embed", f"all-MiniLM-L6-v2 c={c}", stats,
-                   stats["requests"] / stats["qps"])
+                   stats["requests"] / stats["qps"], speed=True)
             payloads = [rerank_model | {"query": queries[i % len(queries)],
                                         "documents": docs[i % 180: i % 180 + 20]}
                         for i in range(n_requests(c, per_level))]
             stats = asyncio.run(drive(url, "/rerank", payloads, c))
             record(dataset, "test", f"peer-{peer}-rerank", f"all-MiniLM-L6-v2 c={c}", stats,
-                   stats["requests"] / stats["qps"])
+                   stats["requests"] / stats["qps"], speed=True)
     finally:
         proc.terminate()
         proc.wait(timeout=60)

@@ -173,7 +173,7 @@ def report(dataset: str, doc_rate: dict, query_rate: dict, pair_rate: dict, qual
     metrics["best_guarded_backend"] = best
     metrics["speedup_best_guarded"] = doc_rate[best] / doc_rate["st"]
     print("\n".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items()))
-    record(dataset, "corpus", "encode-throughput", DEFAULT_MODEL_ID, metrics, seconds)
+    record(dataset, "corpus", "encode-throughput", DEFAULT_MODEL_ID, metrics, seconds, speed=True)
 
 
 def latency(query: str, data, rounds: int) -> None:
@@ -198,7 +198,7 @@ def latency(query: str, data, rounds: int) -> None:
     metrics["load_avg_1m_end"] = os.getloadavg()[0]
     print("\n".join(f"{k}: {v}" for k, v in metrics.items()))
     record(data.name, "test", "rerank-latency", "minilm-cross-encoder-untrained", metrics,
-           time.perf_counter() - start)
+           time.perf_counter() - start, speed=True)
 
 
 def compute_bound(candidates: list[str], query: str, seconds: float) -> dict[str, float]:

@@ -38,3 +38,36 @@ def test_small_values_keep_their_significant_digits() -> None:
 
     assert (rounded(5e-6), rounded(3.14159e-8), rounded(0.0)) == (5e-6, 3.142e-8, 0.0)
     assert (rounded(0.6451234), rounded(-0.0123456), rounded(12.3456789)) == (0.64512, -0.01235, 12.34568)
+
+
+def test_speed_records_are_kept_apart_by_the_cpus_int8_extension(tmp_path, monkeypatch) -> None:
+    """A timing on a VNNI CPU sits beside the same timing on an AVX2-only one; quality rows keep 'cpu xN'."""
+    monkeypatch.setattr(results, "RESULTS", tmp_path / "results.json")
+    monkeypatch.setattr(results, "TABLE", tmp_path / "results.md")
+    monkeypatch.setattr(results, "hardware", lambda: "cpu x2")
+    for isa, rate in (("avx2", 22.0), ("avx512-vnni", 80.0)):
+        monkeypatch.setattr(results, "cpu_isa", lambda isa=isa: isa)
+        results.record("scifact", "corpus", "encode-throughput", "m", {"docs_per_s": rate}, 1.0, speed=True)
+    results.record("scifact", "test", "mw", "m", {"ndcg@10": 0.6}, 1.0)
+    rows = {(r["method"], r["hardware"]): r for r in json.loads((tmp_path / "results.json").read_text())}
+    assert set(rows) == {("encode-throughput", "cpu x2 avx2"), ("encode-throughput", "cpu x2 avx512-vnni"),
+                         ("mw", "cpu x2")}
+    table = (tmp_path / "results.md").read_text()
+    assert "m [cpu x2 avx512-vnni]" in table and "| mw | m |" in table
+
+
+def test_cpu_isa_reads_the_flags(tmp_path, monkeypatch) -> None:
+    real = results.Path
+
+    def fake(text: str):
+        def path(p):
+            return real(tmp_path / "cpuinfo") if p == "/proc/cpuinfo" else real(p)
+        (tmp_path / "cpuinfo").write_text(text)
+        monkeypatch.setattr(results, "Path", path)
+
+    fake("flags : fpu sse2 avx2 avx512f avx512_vnni\n")
+    assert results.cpu_isa() == "avx512-vnni"
+    fake("flags : fpu sse2 avx2 fma\n")
+    assert results.cpu_isa() == "avx2"
+    fake("flags : fpu sse2\n")
+    assert results.cpu_isa() == ""
