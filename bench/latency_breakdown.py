@@ -26,6 +26,7 @@ import typer
 
 from bench.results import ROOT, record
 from retriever.data import load_dataset
+from retriever.onnx.files import int8_file_name
 from retriever.onnx.runtime import encode_onnx
 from service.app import create_app
 from service.batching import MicroBatcher
@@ -63,7 +64,7 @@ def ort_session(path, threads: int, spin: bool, level: str = "all"):
 def forward_variants(encoder, feeds: list[dict]) -> dict[str, list[float]]:
     """ORT forward of one query per call, every variant taking its turn on each query."""
     folder = encoder.onnx.path.parent
-    int8, fp32 = folder / "model_qint8_avx2.onnx", folder / "model_O2.onnx"
+    int8, fp32 = folder / int8_file_name(), folder / "model_O2.onnx"
     variants = {f"forward_int8_t{t}_spin{int(s)}": ort_session(int8, t, s) for t in (1, 2) for s in (False, True)}
     variants |= {f"forward_fp32_t{t}_spin0": ort_session(fp32, t, False) for t in (1, 2)}
     variants["forward_int8_t2_spin0_basic"] = ort_session(int8, 2, False, "basic")
