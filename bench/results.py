@@ -58,11 +58,11 @@ def cpu_isa() -> str:
     return ""
 
 
-def speed_hardware() -> str:
-    """``hardware()`` with the CPU's int8 extension: speed records of CPUs with and without VNNI differ by
-    2-4x in int8, so they are kept apart (quality records do not depend on it and keep ``hardware()``)."""
-    where, isa = hardware(), cpu_isa()
-    return f"{where} {isa}" if where.startswith("cpu") and isa else where
+def speed_label(model: str) -> str:
+    """A timing's model label with the CPU's int8 extension (``... [avx512-vnni]``): int8 speed differs 2-4x
+    between CPUs with and without VNNI, so their records are kept apart (quality records are not labelled)."""
+    isa = cpu_isa() if hardware().startswith("cpu") else ""
+    return f"{model} [{isa}]" if isa else model
 
 
 def this_command() -> str:
@@ -101,12 +101,12 @@ def rounded(value: float) -> float:
 
 def record(dataset: str, split: str, method: str, model: str, metrics: dict[str, float], seconds: float,
            command: str | None = None, speed: bool = False) -> dict[str, Any]:
-    """Upsert one record, then re-render the table. ``speed``: a timing, keyed by ``speed_hardware()``."""
+    """Upsert one record, then re-render the table. ``speed``: a timing, its model labelled by ``speed_label``."""
     entry = {
-        "dataset": dataset, "split": split, "method": method, "model": model,
+        "dataset": dataset, "split": split, "method": method, "model": speed_label(model) if speed else model,
         "metrics": {k: (rounded(v) if isinstance(v, float) else v) for k, v in metrics.items()},
         "seconds": round(seconds, 2), "command": command or this_command(), "commit": commit(),
-        "hardware": speed_hardware() if speed else hardware(),
+        "hardware": hardware(),
     }
     with _locked():  # benchmarks run side by side: no lost updates
         rows = [r for r in load() if tuple(r.get(k) for k in KEY) != tuple(entry[k] for k in KEY)]
@@ -159,9 +159,9 @@ FAMILIES = (  # (title, predicate on the method, preferred metric columns)
 
 
 def _model_label(r: dict) -> str:
-    """The record's model, with its hardware where that is not a plain CPU (a GPU, or a CPU's int8 extension)."""
+    """The record's model, with its hardware where that is not a CPU (a GPU)."""
     where = r.get("hardware", "cpu")
-    return r["model"] + ("" if where == "cpu" or where.removeprefix("cpu x").isdigit() else f" [{where}]")
+    return r["model"] + ("" if where.startswith("cpu") else f" [{where}]")
 
 
 def _table(rows: list[dict], preferred: tuple[str, ...]) -> list[str]:
