@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from retriever.atomic import atomic_write_json, atomic_write_text, file_lock
+from retriever.onnx.files import int8_isa
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
@@ -45,24 +46,11 @@ def hardware() -> str:
     return f"cpu x{os.cpu_count()}"
 
 
-def cpu_isa() -> str:
-    """The CPU's widest int8 dot-product extension (what ONNX Runtime's int8 kernels run on), from
-    /proc/cpuinfo: ``avx512-vnni``, ``avx-vnni``, ``avx2`` or ``""`` where it cannot be read."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return ""
-    for flag, name in (("avx512_vnni", "avx512-vnni"), ("avx_vnni", "avx-vnni"), ("avx2", "avx2")):
-        if flag in flags:
-            return name
-    return ""
-
-
 def speed_label(model: str) -> str:
-    """A timing's model label with the CPU's int8 extension (``... [avx512-vnni]``): int8 speed differs 2-4x
-    between CPUs with and without VNNI, so their records are kept apart (quality records are not labelled)."""
-    isa = cpu_isa() if hardware().startswith("cpu") else ""
-    return f"{model} [{isa}]" if isa else model
+    """A timing's model label with the instruction set int8 runs on (``... [avx512_vnni]``, the int8 file's
+    ISA): int8 speed differs 2-4x between CPUs with and without VNNI, so their records are kept apart
+    (quality records are not labelled)."""
+    return f"{model} [{int8_isa()}]" if hardware().startswith("cpu") else model
 
 
 def this_command() -> str:

@@ -45,29 +45,30 @@ def test_speed_records_are_kept_apart_by_the_cpus_int8_extension(tmp_path, monke
     monkeypatch.setattr(results, "RESULTS", tmp_path / "results.json")
     monkeypatch.setattr(results, "TABLE", tmp_path / "results.md")
     monkeypatch.setattr(results, "hardware", lambda: "cpu x2")
-    for isa, rate in (("avx2", 22.0), ("avx512-vnni", 80.0)):
-        monkeypatch.setattr(results, "cpu_isa", lambda isa=isa: isa)
+    for isa, rate in (("avx2", 22.0), ("avx512_vnni", 80.0)):
+        monkeypatch.setattr(results, "int8_isa", lambda isa=isa: isa)
         results.record("scifact", "corpus", "encode-throughput", "m", {"docs_per_s": rate}, 1.0, speed=True)
     results.record("scifact", "test", "mw", "m", {"ndcg@10": 0.6}, 1.0)
     rows = {(r["method"], r["model"], r["hardware"]) for r in json.loads((tmp_path / "results.json").read_text())}
-    assert rows == {("encode-throughput", "m [avx2]", "cpu x2"), ("encode-throughput", "m [avx512-vnni]", "cpu x2"),
+    assert rows == {("encode-throughput", "m [avx2]", "cpu x2"), ("encode-throughput", "m [avx512_vnni]", "cpu x2"),
                     ("mw", "m", "cpu x2")}
     table = (tmp_path / "results.md").read_text()
-    assert "m [avx512-vnni]" in table and "| mw | m |" in table
+    assert "m [avx512_vnni]" in table and "| mw | m |" in table
 
 
-def test_cpu_isa_reads_the_flags(tmp_path, monkeypatch) -> None:
-    real = results.Path
+def test_int8_isa_reads_the_flags(tmp_path, monkeypatch) -> None:
+    import retriever.onnx.files as files
+
+    real = files.Path
 
     def fake(text: str):
-        def path(p):
-            return real(tmp_path / "cpuinfo") if p == "/proc/cpuinfo" else real(p)
         (tmp_path / "cpuinfo").write_text(text)
-        monkeypatch.setattr(results, "Path", path)
+        monkeypatch.setattr(files, "Path", lambda p: real(tmp_path / "cpuinfo") if p == "/proc/cpuinfo" else real(p))
 
     fake("flags : fpu sse2 avx2 avx512f avx512_vnni\n")
-    assert results.cpu_isa() == "avx512-vnni"
+    assert (files.int8_isa(), files.int8_file_name()) == ("avx512_vnni", "model_qint8_avx512_vnni.onnx")
+    fake("flags : fpu sse2 avx2 avx512f\n")
+    assert files.int8_isa() == "avx512"
     fake("flags : fpu sse2 avx2 fma\n")
-    assert results.cpu_isa() == "avx2"
-    fake("flags : fpu sse2\n")
-    assert results.cpu_isa() == ""
+    monkeypatch.setattr(files.os, "uname", lambda: type("U", (), {"machine": "x86_64"})())
+    assert (files.int8_isa(), files.int8_file_name()) == ("avx2", "model_qint8_avx2.onnx")

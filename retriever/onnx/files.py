@@ -102,17 +102,23 @@ def resolve_backend(requested: str, export: ExportManifest | None, fingerprint: 
     return requested
 
 
-def int8_file_name() -> str:
-    """sentence-transformers' names for dynamic int8 files, after the instruction set they target."""
+def int8_isa() -> str:
+    """The instruction set dynamic int8 runs on with this CPU, in sentence-transformers' naming:
+    ``avx512_vnni``, ``avx512``, ``arm64`` or ``avx2``."""
     flags = ""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         pass
     if "avx512_vnni" in flags:
-        return "model_qint8_avx512_vnni.onnx"
+        return "avx512_vnni"
     if "avx512f" in flags:
-        return "model_qint8_avx512.onnx"
+        return "avx512"
     if os.uname().machine in ("arm64", "aarch64"):
-        return "model_qint8_arm64.onnx"
-    return "model_qint8_avx2.onnx"
+        return "arm64"
+    return "avx2"
+
+
+def int8_file_name() -> str:
+    """sentence-transformers' names for dynamic int8 files, after the instruction set they target."""
+    return f"model_qint8_{int8_isa()}.onnx"
