@@ -2,6 +2,7 @@
 
     python -m bench.cet --dataset nfcorpus-hidden50 --max-pairs 20000 --max-groups 4000
     python -m bench.cet --dataset scifact --part bi --method hn-cet --epochs 3   # against STAR's 3-epoch run
+    python -m bench.cet --dataset nfcorpus-hidden50 --part bi --rows query   # one row per train query per epoch
 
 ``<name>-hidden<P>`` derives a copy of ``<name>`` with P% of its train positives hidden (seeded, written
 to ``data/derived/``); the hidden pairs are read back only to measure false negatives. Negatives are mined
@@ -23,7 +24,7 @@ import torch
 import typer
 from sklearn.metrics import roc_auc_score
 
-from bench.common import MODELS, ensure_index, paired_columns, sample_test_queries, save_run
+from bench.common import MODELS, ensure_index, paired_columns, rows_label, sample_test_queries, save_run
 from bench.hard_negatives import star_run
 from bench.results import ROOT, record
 from retriever.data import load_dataset
@@ -103,10 +104,11 @@ class CetContext:
     seed: int
     max_steps: int
     epochs: float = 1.0
+    rows: str = "pair"
 
 
 def prepare_context(dataset: str, seed: int, weight_queries: int, learning_rate: float, debias_ratio: float,
-                    max_steps: int, epochs: float = 1.0):
+                    max_steps: int, epochs: float = 1.0, rows: str = "pair"):
     """The context, and the base corpus's zero-shot ``(index, encoder)`` (negatives mined from it once)."""
     data, base, hidden = prepare(dataset, seed)
     index, manifest, encoder, _ = ensure_index(load_dataset(base), f"{base}-zero-shot", "default")
@@ -126,7 +128,7 @@ def prepare_context(dataset: str, seed: int, weight_queries: int, learning_rate:
     pairs = [(q, d) for q in weight_qids for d in negatives[q][:HARD_POOL]]
     is_hidden = np.array([d in hidden.get(q, ()) for q, d in pairs])
     context = CetContext(data, dataset, base, negatives_path, fnr, pairs, is_hidden, len(weight_qids),
-                         learning_rate, debias_ratio, seed, max_steps, epochs)
+                         learning_rate, debias_ratio, seed, max_steps, epochs, rows)
     return context, index, encoder
 
 
@@ -137,8 +139,8 @@ def bi_encoder_rows(c: CetContext, batch_size: int, max_pairs: int | None, curve
     common = dict(data=str(c.data.path), loss="star", negatives_file=c.negatives_path, n_negatives=1,
                   batch_size=batch_size, learning_rate=c.learning_rate, seed=c.seed, max_pairs=max_pairs,
                   dev_corpus_size=500, early_stopping_patience=None, debias_ratio=c.debias_ratio,
-                  max_steps=c.max_steps, epochs=c.epochs)
-    budget = "" if c.epochs == 1 else f"-{c.epochs:g}ep"
+                  max_steps=c.max_steps, epochs=c.epochs, rows=c.rows)
+    budget = ("" if c.epochs == 1 else f"-{c.epochs:g}ep") + ("" if c.rows == "pair" else "-per-query")
     for method, debias in (("hn-plain", "none"), ("hn-cet", "cet")):
         if method not in methods:
             continue
@@ -165,6 +167,7 @@ def bi_encoder_rows(c: CetContext, batch_size: int, max_pairs: int | None, curve
         label = "all-MiniLM-L6-v2+star" + (f"+cet(T={c.debias_ratio:g})" if debias == "cet" else "")
         label += f" ({max_pairs} pairs)" if max_pairs else ""
         label += f" ({c.epochs:g} epochs)" if c.epochs != 1 else ""
+        label += rows_label(c.rows)
         record(c.dataset, "test", method, label, metrics, summary["train_seconds"] + time.perf_counter() - start)
 
 
@@ -216,6 +219,8 @@ def main(
     parts: list[str] = typer.Option(["bi", "rerank"], "--part"),
     methods: list[str] = typer.Option(["hn-plain", "hn-cet"], "--method", help="Bi-encoder rows: hn-plain, hn-cet."),
     epochs: float = typer.Option(1.0, help="Bi-encoder: STAR epochs (the best dev nDCG@10 is kept)."),
+    rows: str = typer.Option("pair", help="Bi-encoder rows: pair (every labelled pair) | query (one per train query "
+                             "per epoch, a sampled positive)."),
     batch_size: int = typer.Option(32),
     rerank_batch_size: int = typer.Option(8),
     rerank_epochs: float = typer.Option(1.0, help="Reranker: passes over the training groups."),
@@ -231,7 +236,7 @@ def main(
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     context, index, encoder = prepare_context(dataset, seed, weight_queries, learning_rate, debias_ratio, max_steps,
-                                              epochs)
+                                              epochs, rows)
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if "bi" in parts:
         # zero-shot's and STAR's saved run (bench.hard_negatives: the same negatives file, no CET)
@@ -246,6 +251,7 @@ def main(
         suffix = "" if set(parts) == {"bi", "rerank"} else "_" + "-".join(parts)
         suffix += f"_{tag}" if tag and "rerank" in parts else ""
         suffix += f"_{epochs:g}ep" if epochs != 1 and "bi" in parts else ""
+        suffix += "_per-query" if rows == "query" and "bi" in parts else ""
         plot_weights(curves, ROOT / "docs" / f"cet_weights_{dataset}_T{debias_ratio:g}{suffix}.png",
                      f"{dataset}: CET weights, top-{HARD_POOL} mined negatives of {context.n_weight_queries} train "
                      "queries")
