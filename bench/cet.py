@@ -25,7 +25,7 @@ import typer
 from sklearn.metrics import roc_auc_score
 
 from bench.common import MODELS, ensure_index, paired_columns, rows_label, sample_test_queries, save_run
-from bench.hard_negatives import star_run
+from bench.hard_negatives import star_folder, star_run
 from bench.results import ROOT, record
 from retriever.data import load_dataset
 from retriever.data.derive import false_negative_rate, hide_positives, read_hidden_positives
@@ -242,7 +242,7 @@ def main(
         # zero-shot's and STAR's saved run (bench.hard_negatives: the same negatives file, no CET)
         zero_run = evaluate_index(index, encoder, context.data, split="test", k=1000, with_auc=False).run
         bi_encoder_rows(context, batch_size, max_pairs, curves, methods,
-                        {"zero_shot": zero_run} | star_run(dataset))
+                        {"zero_shot": zero_run} | star_run(star_folder(dataset, "star", "dense")))
     if "rerank" in parts:
         recipe = RerankRecipe(max_groups, rerank_batch_size, rerank_epochs, rerank_depth, max_queries,
                               rerank_max_length, tag)

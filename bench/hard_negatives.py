@@ -3,13 +3,16 @@
     python -m bench.hard_negatives --dataset scifact --only star --epochs 3
     python -m bench.hard_negatives --dataset scifact --only star --epochs 3 --mine-mode hybrid
     python -m bench.hard_negatives --dataset nfcorpus --only star --only adore-star --rows query --max-epochs 8
+    python -m bench.hard_negatives --dataset nfcorpus --only star --rows query --skip-top 30   # filtered pool
 
 Negatives are mined once from the zero-shot index (top 200, labelled positives removed), from its vectors
 (``--mine-mode dense``) or from its hybrid ranking (``hybrid``: the index's lexical side fused in, issue 19);
 each STAR row samples one of them (seeded), trains ``--epochs`` epochs with the best dev nDCG@10 kept, and
 gets a paired t-test against zero-shot; a hybrid-mined row also against the dense-mined one when that run
 is saved. ADORE trains the query tower only, against an index copy, so the zero-shot index stays as it is.
-Trained models go to ``models/<dataset>-<method>[-hybrid-mined]/``.
+``--skip-top`` / ``--relative-margin`` filter the pool before the draw (likely false negatives out,
+``retriever mine``'s options); a filtered row is also paired with the unfiltered one when that run is saved.
+Trained models go to ``models/<dataset>-<method>[-hybrid-mined][-skip<N>|-margin<F>]/``.
 """
 
 from __future__ import annotations
@@ -36,14 +39,29 @@ logger = logging.getLogger("bench.hard_negatives")
 MINE_MODES = ("dense", "hybrid")
 
 
-def negatives_path(dataset: str, mine_mode: str):
-    """The mined file of one mode (the dense one keeps its pre-hybrid name, which other benches read)."""
-    return MODELS / (f"{dataset}-negatives.json" if mine_mode == "dense" else f"{dataset}-negatives-{mine_mode}.json")
+def pool_suffix(skip_top: int = 0, relative_margin: float | None = None, reference: str = "lowest") -> str:
+    """The file/folder suffix of a filtered pool: ``-skip<N>``, ``-margin<F>[-highest]``, both, or ``""``."""
+    margin = "" if relative_margin is None else f"-margin{relative_margin:g}" + (
+        "" if reference == "lowest" else f"-{reference}")
+    return (f"-skip{skip_top}" if skip_top else "") + margin
 
 
-def star_folder(dataset: str, method: str, mine_mode: str) -> str:
-    """Model and index name of a STAR-family row: ``<dataset>-<method>[-<mode>-mined]``."""
-    return f"{dataset}-{method}" + ("" if mine_mode == "dense" else f"-{mine_mode}-mined")
+def pool_label(skip_top: int = 0, relative_margin: float | None = None, reference: str = "lowest") -> str:
+    """The model-label words of a filtered pool (``", skip top 30"``), ``""`` unfiltered."""
+    return (f", skip top {skip_top}" if skip_top else "") + (
+        f", margin {relative_margin:g} x {reference} positive" if relative_margin is not None else "")
+
+
+def negatives_path(dataset: str, mine_mode: str, pool: str = ""):
+    """The mined file of one mode and pool filter (the unfiltered dense one keeps its pre-hybrid name, which
+    other benches read)."""
+    mode = "" if mine_mode == "dense" else f"-{mine_mode}"
+    return MODELS / f"{dataset}-negatives{mode}{pool}.json"
+
+
+def star_folder(dataset: str, method: str, mine_mode: str, pool: str = "") -> str:
+    """Model and index name of a STAR-family row: ``<dataset>-<method>[-<mode>-mined][<pool>]``."""
+    return f"{dataset}-{method}" + ("" if mine_mode == "dense" else f"-{mine_mode}-mined") + pool
 
 
 def evaluate_and_record(data, dataset: str, method: str, index, encoder, summary: dict, extra: dict,
@@ -63,13 +81,17 @@ def evaluate_and_record(data, dataset: str, method: str, index, encoder, summary
     record(dataset, "test", method, label, metrics, summary["train_seconds"])
 
 
-def mine_once(data, dataset: str, mine_mode: str, seed: int, index_dir, index, manifest, encoder) -> tuple:
-    """``(path, seconds)`` of the mined negatives of ``mine_mode`` from the index at ``index_dir``, mined now
+def mine_once(data, dataset: str, mine_mode: str, seed: int, index_dir, index, manifest, encoder,
+              skip_top: int = 0, relative_margin: float | None = None, reference: str = "lowest") -> tuple:
+    """``(path, seconds)`` of the mined negatives of ``mine_mode`` (top 200 after ``skip_top``, with the
+    ``relative_margin`` filter against the ``reference`` positive) from the index at ``index_dir``, mined now
     unless the file exists."""
-    path, start = negatives_path(dataset, mine_mode), time.perf_counter()
+    path = negatives_path(dataset, mine_mode, pool_suffix(skip_top, relative_margin, reference))
+    start = time.perf_counter()
     if not path.is_file():
-        mine_from_index(data, "train", index_dir, index, manifest, encoder, MiningParams(top_k=200, seed=seed),
-                        mode=mine_mode).save(path)
+        params = MiningParams(top_k=200, skip_top=skip_top, relative_margin=relative_margin, seed=seed,
+                              margin_reference=reference)
+        mine_from_index(data, "train", index_dir, index, manifest, encoder, params, mode=mine_mode).save(path)
     mined = read_negatives(path)
     logger.info("negatives: %s (%s-mined, %d queries)", path, mined.params.get("mode", "dense"), len(mined.negatives))
     return path, time.perf_counter() - start
@@ -84,12 +106,16 @@ def check_budget(output, epochs: float, max_steps: int, rows: str) -> None:
                                  f"not {epochs} ({max_steps}, {rows}): move it away to retrain")
 
 
-def dense_mined_run(dataset: str, method: str, mine_mode: str) -> dict:
-    """The saved test run of the dense-mined ``method``, to pair a hybrid-mined row with ({} if none)."""
-    path = RUNS / f"{star_folder(dataset, method, 'dense')}-test.trec"
-    if mine_mode == "dense" or not path.is_file():
-        return {}
-    return {"dense_mined": read_trec_run(path)}
+def comparison_runs(dataset: str, method: str, mine_mode: str, pool: str = "") -> dict:
+    """The saved test runs a row is paired with besides zero-shot ({} if none saved): the dense-mined
+    ``method`` for a hybrid-mined row, the unfiltered one (same mode) for a filtered row."""
+    wanted = {}
+    if mine_mode != "dense":
+        wanted["dense_mined"] = star_folder(dataset, method, "dense", pool)
+    if pool:
+        wanted["unfiltered"] = star_folder(dataset, method, mine_mode)
+    paths = {label: RUNS / f"{name}-test.trec" for label, name in wanted.items()}
+    return {label: read_trec_run(path) for label, path in paths.items() if path.is_file()}
 
 
 def main(
@@ -111,26 +137,54 @@ def main(
     patience: int = typer.Option(2, help="ADORE: epochs without a better dev nDCG@10 before stopping."),
     time_budget_min: float | None = typer.Option(None, help="ADORE: stop at the first dev evaluation past this "
                                                  "many training minutes (the best epoch is kept)"),
+    skip_top: int = typer.Option(0, min=0, help="STAR's pool: skip this many top non-positives (likely false "
+                                 "negatives) before taking the top 200."),
+    relative_margin: float | None = typer.Option(None, help="STAR's pool: drop negatives scoring above this x the "
+                                                 "query's lowest positive score (dense mining only)."),
+    margin_reference: str = typer.Option("lowest", help="The relative margin's positive: lowest | highest score."),
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if mine_mode not in MINE_MODES:
         raise typer.BadParameter(f"--mine-mode must be one of {', '.join(MINE_MODES)}, got '{mine_mode}'")
+    if relative_margin is not None and mine_mode != "dense":
+        raise typer.BadParameter("--relative-margin is a cosine margin: use it with --mine-mode dense")
+    pool = Pool(skip_top, relative_margin, margin_reference)
     data = load_dataset(dataset)
     zero_index, zero_manifest, zero_encoder, _ = ensure_index(data, f"{dataset}-zero-shot", "default")
     negatives, mining_seconds = None, 0.0
     if any(not only or m in only for m in ("star", "mw-star", "adore-star")):  # ADORE alone mines at every step
         negatives, mining_seconds = mine_once(data, dataset, mine_mode, seed, INDEXES / f"{dataset}-zero-shot",
-                                              zero_index, zero_manifest, zero_encoder)
+                                              zero_index, zero_manifest, zero_encoder, *pool.as_args())
     zero_run = evaluate_index(zero_index, zero_encoder, data, split="test", k=1000, with_auc=False).run
     rows = Rows(data, dataset, zero_run, max_pairs, dict(
         data=dataset, batch_size=batch_size, learning_rate=learning_rate, seed=seed, epochs=1.0, max_steps=max_steps,
         max_pairs=max_pairs, dev_corpus_size=500, early_stopping_patience=None))
     star_rows(rows, [m for m in ("star", "mw-star") if not only or m in only], negatives, mining_seconds, mine_mode,
-              epochs, row_mode)
+              epochs, row_mode, pool)
     adore = rows.common | dict(learning_rate=adore_lr, epochs=float(max_epochs), min_epochs=min_epochs,
                                early_stopping_patience=patience)
     adore_rows(rows, [m for m in ("adore", "adore-star") if not only or m in only], adore, adore_normalize,
-               time_budget_min)
+               time_budget_min, pool)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """STAR's negative-pool filter (``retriever mine``'s ``skip_top`` and ``relative_margin``)."""
+
+    skip_top: int = 0
+    relative_margin: float | None = None
+    reference: str = "lowest"
+
+    def as_args(self) -> tuple:
+        return self.skip_top, self.relative_margin, self.reference
+
+    @property
+    def suffix(self) -> str:
+        return pool_suffix(*self.as_args())
+
+    @property
+    def label(self) -> str:
+        return pool_label(*self.as_args())
 
 
 @dataclass
@@ -146,11 +200,11 @@ class Rows:
 
 
 def star_rows(rows: Rows, methods: list[str], negatives, mining_seconds: float, mine_mode: str,
-              epochs: float, row_mode: str = "pair") -> None:
+              epochs: float, row_mode: str = "pair", pool: Pool = Pool()) -> None:
     """STAR and MW-STAR on the mined negatives: trained (or reused at the same budget), indexed, recorded."""
     for method in methods:
         loss = {"star": "star", "mw-star": "mw"}[method]
-        name = star_folder(rows.dataset, method, mine_mode)
+        name = star_folder(rows.dataset, method, mine_mode, pool.suffix)
         output = MODELS / name
         if not (output / "train_summary.json").is_file():
             train(TrainConfig(loss=loss, negatives_file=negatives, n_negatives=1, output=output,
@@ -162,23 +216,27 @@ def star_rows(rows: Rows, methods: list[str], negatives, mining_seconds: float, 
         evaluate_and_record(rows.data, rows.dataset, method, index, encoder, summary, {
             "mining_seconds": mining_seconds, "corpus_encode_seconds": encode_seconds, "epochs": epochs,
             "best_dev_ndcg@10": summary.get("best_dev_ndcg@10"), "train_rows": summary.get("rows")}, rows.max_pairs,
-            variant=f" ({mine_mode}-mined){rows_label(row_mode)}",
+            variant=f" ({mine_mode}-mined{pool.label}){rows_label(row_mode)}",
             baseline=rows.zero_run, run_name=f"{name}-test",
-            compare=dense_mined_run(rows.dataset, method, mine_mode))
+            compare=comparison_runs(rows.dataset, method, mine_mode, pool.suffix))
 
 
-def adore_rows(rows: Rows, methods: list[str], adore: dict, normalize: str, time_budget_min: float | None) -> None:
-    """ADORE over the zero-shot index and ADORE + STAR over STAR's, each against a copy of that index."""
+def adore_rows(rows: Rows, methods: list[str], adore: dict, normalize: str, time_budget_min: float | None,
+               pool: Pool = Pool()) -> None:
+    """ADORE over the zero-shot index and ADORE + STAR over (the dense-mined, ``pool``-filtered) STAR's, each
+    against a copy of that index."""
     changed = ([(f"-norm-{normalize}", f"norm={normalize}")] if normalize != "pairs" else []) + (
         [(f"-lr{adore['learning_rate']:g}", f"lr={adore['learning_rate']:g}")]
         if adore["learning_rate"] != ADORE_LEARNING_RATE else [])
     variant = "".join(folder for folder, _ in changed)  # model/index folder suffix
     settings = ", ".join(label for _, label in changed)
-    for method, base in (("adore", f"{rows.dataset}-zero-shot"), ("adore-star", f"{rows.dataset}-star")):
+    star_name = star_folder(rows.dataset, "star", "dense", pool.suffix)
+    for method, base in (("adore", f"{rows.dataset}-zero-shot"), ("adore-star", star_name)):
         if method not in methods:
             continue
-        target = INDEXES / f"{rows.dataset}-{method}{variant}"
-        output = MODELS / f"{rows.dataset}-{method}{variant}"
+        suffix = variant + (pool.suffix if method == "adore-star" else "")
+        target = INDEXES / f"{rows.dataset}-{method}{suffix}"
+        output = MODELS / f"{rows.dataset}-{method}{suffix}"
         if not (output / "train_summary.json").is_file():
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(INDEXES / base, target)
@@ -191,13 +249,19 @@ def adore_rows(rows: Rows, methods: list[str], adore: dict, normalize: str, time
             "best_step": summary.get("best_step"), "best_dev_ndcg@10": summary.get("best_dev_ndcg@10"),
             "stopped_early": summary.get("stopped_early"),
             "learning_rate": f"{summary['learning_rate']:g}",  # a string: records round floats to 5 decimals
-        }, rows.max_pairs, variant=f" ({settings})" if settings else "", baseline=rows.zero_run,
-            compare=star_run(rows.dataset) if method == "adore-star" else None)
+        }, rows.max_pairs, variant=adore_variant(settings, pool.label if method == "adore-star" else ""),
+            baseline=rows.zero_run, compare=star_run(star_name) if method == "adore-star" else None)
 
 
-def star_run(dataset: str) -> dict:
-    """STAR's saved (dense-mined) test run, ADORE + STAR's own baseline ({} if none was saved)."""
-    path = RUNS / f"{star_folder(dataset, 'star', 'dense')}-test.trec"
+def adore_variant(settings: str, pool_words: str) -> str:
+    """An ADORE row's label suffix: its non-default settings and (ADORE + STAR) STAR's pool filter."""
+    words = ", ".join(w for w in (settings, pool_words.removeprefix(", ")) if w)
+    return f" ({words})" if words else ""
+
+
+def star_run(star_name: str) -> dict:
+    """STAR's saved test run (``star_name``), ADORE + STAR's own baseline ({} if none was saved)."""
+    path = RUNS / f"{star_name}-test.trec"
     return {"star": read_trec_run(path)} if path.is_file() else {}
 
 

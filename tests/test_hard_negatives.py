@@ -48,6 +48,28 @@ def test_mining_never_returns_a_labelled_positive(tiny_built, encoder, tmp_path)
     assert again.negatives == full.negatives and again.model_fingerprint == encoder.document.fingerprint
 
 
+def test_relative_margin_against_the_highest_positive_keeps_more_and_refuses_an_unknown_reference(
+        tiny_built, encoder) -> None:
+    from retriever.errors import DataError
+    from retriever.pipeline import positive_scores
+
+    ds, index, manifest, _ = tiny_built
+    mine = lambda **kw: mine_hard_negatives(ds, "train", index, manifest, encoder,  # noqa: E731
+                                            MiningParams(top_k=20, relative_margin=1.0, **kw)).negatives
+    full = mine_hard_negatives(ds, "train", index, manifest, encoder, MiningParams(top_k=20)).negatives
+    lowest, highest = mine(), mine(margin_reference="highest")
+    positives = positive_scores(ds, encoder, ds.qrels("train"))
+    qvec = encoder.encode_queries([ds.queries[q] for q in full])
+    result = index.search(qvec, 50)
+    for q, ids, scores in zip(full, result.ids, result.scores, strict=True):
+        score = dict(zip(ids, scores, strict=True))
+        assert highest[q] == [d for d in full[q] if score[d] <= max(positives[q].values())]
+        assert lowest[q] == [d for d in full[q] if score[d] <= min(positives[q].values())]
+        assert set(lowest[q]) <= set(highest[q])
+    with pytest.raises(DataError, match="margin_reference must be one of lowest, highest"):
+        mine(margin_reference="median")
+
+
 def test_star_loss_matches_hand_computation() -> None:
     scores = torch.tensor([[0.9, 0.2, 0.5], [0.1, 0.8, 0.3]], dtype=torch.float64)
     excluded = torch.tensor([[True, False, True], [False, True, False]])  # (0, 2) is a known positive
@@ -265,3 +287,53 @@ def test_hard_negatives_bench_pairs_a_row_with_zero_shot_and_the_dense_mined_run
     assert metrics["delta_vs_dense_mined"] == 0.0 and metrics["p_vs_dense_mined"] == "1"
     assert recorded["label"] == "all-MiniLM-L6-v2+star (hybrid-mined)"
     assert recorded["run_name"] == "tiny-star-hybrid-mined-test"
+
+
+def test_hard_negatives_bench_names_a_filtered_pool_apart_and_pairs_it_with_the_unfiltered_run(
+        monkeypatch, tmp_path) -> None:
+    import bench.hard_negatives as bench
+
+    monkeypatch.setattr(bench, "MODELS", tmp_path / "models")
+    monkeypatch.setattr(bench, "RUNS", tmp_path / "runs")
+    pool = bench.Pool(skip_top=30)
+    assert (pool.suffix, pool.label) == ("-skip30", ", skip top 30")
+    assert bench.Pool().suffix == "" and bench.Pool(relative_margin=0.95).suffix == "-margin0.95"
+    assert bench.Pool(relative_margin=0.95, reference="highest").suffix == "-margin0.95-highest"
+    assert bench.Pool(relative_margin=0.95, reference="highest").label == ", margin 0.95 x highest positive"
+    assert bench.negatives_path("tiny", "dense", pool.suffix).name == "tiny-negatives-skip30.json"
+    assert bench.negatives_path("tiny", "hybrid", pool.suffix).name == "tiny-negatives-hybrid-skip30.json"
+    assert bench.star_folder("tiny", "star", "dense", pool.suffix) == "tiny-star-skip30"
+    assert bench.comparison_runs("tiny", "star", "dense", pool.suffix) == {}  # nothing saved yet
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "tiny-star-test.trec").write_text("q1 Q0 d1 1 1.0 tiny-star\n")
+    assert bench.comparison_runs("tiny", "star", "dense", pool.suffix) == {"unfiltered": {"q1": {"d1": 1.0}}}
+    assert bench.comparison_runs("tiny", "star", "dense") == {}  # the unfiltered row is not paired with itself
+    assert bench.adore_variant("lr=1e-05", pool.label) == " (lr=1e-05, skip top 30)"
+    assert bench.adore_variant("", "") == ""
+
+
+def test_hard_negatives_bench_mines_a_filtered_pool_into_its_own_file(tiny_built, encoder, monkeypatch,
+                                                                      tmp_path) -> None:
+    import bench.hard_negatives as bench
+
+    ds, index, manifest, path = tiny_built
+    monkeypatch.setattr(bench, "MODELS", tmp_path / "models")
+    (tmp_path / "models").mkdir()
+    plain, _ = bench.mine_once(ds, "tiny", "dense", 42, path.parent, index, manifest, encoder)
+    skipped, _ = bench.mine_once(ds, "tiny", "dense", 42, path.parent, index, manifest, encoder, skip_top=1)
+    assert skipped.name == "tiny-negatives-skip1.json" and read_negatives(skipped).params["skip_top"] == 1
+    full, cut = read_negatives(plain).negatives, read_negatives(skipped).negatives
+    assert all(cut[q] == full[q][1:] for q in full)  # top 200 of a small corpus: only the first one goes
+
+
+def test_negative_filter_statistics_hand_example() -> None:
+    from bench.negative_filters import pool_statistics
+
+    negatives = {"q1": ["d1", "d2", "d3", "d4"], "q2": []}
+    hidden = {"q1": {"d2"}, "q2": {"d9"}}
+    cosines = {"q1": {"d1": 0.8, "d2": 0.6, "d3": 0.4, "d4": 0.2}, "q2": {}}
+    stats = pool_statistics(negatives, hidden, cosines)
+    assert stats["false_negative_rate"] == pytest.approx(1 / 4)
+    assert stats["false_negative_rate_top30"] == pytest.approx(1 / 4)
+    assert stats["negatives_per_query"] == 2.0 and stats["queries_without_negatives"] == 1
+    assert stats["mean_negative_cosine"] == pytest.approx(0.5)

@@ -104,6 +104,7 @@ def mine_command(
     skip_top: int = typer.Option(0, min=0, help="Skip this many top non-positives (likely false negatives)."),
     max_score: float | None = typer.Option(None, help="Drop negatives scoring above this cosine."),
     relative_margin: float | None = typer.Option(None, help="Drop negatives above margin x lowest positive score."),
+    margin_reference: str = typer.Option("lowest", help="The relative margin's positive: lowest | highest score."),
     sampling: str = typer.Option("top", help="top | random (with --n-keep)"),
     n_keep: int | None = typer.Option(None, min=1, help="Keep this many per query."),
     seed: int = typer.Option(42),
@@ -119,7 +120,7 @@ def mine_command(
     dataset = load_dataset(data)
     check_data_source(index_manifest(index), dataset, force)
     faiss_index, manifest, encoder = open_index(index, show_progress=True)
-    params = MiningParams(top_k, skip_top, max_score, relative_margin, sampling, n_keep, seed)
+    params = MiningParams(top_k, skip_top, max_score, relative_margin, sampling, n_keep, seed, margin_reference)
     ranking = None if mode == "dense" else rank_queries(index, faiss_index, manifest, encoder, [
         dataset.queries[q] for q in dataset.qrels(split)], top_k + skip_top + 50, mode, fusion)
     mined = mine_hard_negatives(dataset, split, faiss_index, manifest, encoder, params, ranking=ranking)
