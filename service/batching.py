@@ -27,7 +27,13 @@ class MicroBatcher:
         self.batch_sizes, self.name = batch_sizes, name
         self._queue: asyncio.Queue | None = None
         self._busy = False  # the last call merged several requests: worth waiting a little for more
+        self._running = 0  # model calls in flight
         self._worker: asyncio.Task | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no call in flight: a request now would be a batch of one."""
+        return not self._running and (self._queue is None or self._queue.empty())
 
     def _ensure_worker(self) -> asyncio.Queue:
         if self._queue is None or self._worker is None or self._worker.done():
@@ -65,11 +71,14 @@ class MicroBatcher:
             flat = [x for items, _ in batch for x in items]
             if self.batch_sizes is not None:
                 self.batch_sizes.labels(self.name).observe(len(flat))
+            self._running += 1
             try:
                 results = await loop.run_in_executor(self.executor, self.fn, flat)
             except Exception as exc:  # the worker lives on; the failure goes to whom it belongs
                 await self._isolate(batch, exc)
                 continue
+            finally:
+                self._running -= 1
             start = 0
             for items, future in batch:
                 if not future.done():

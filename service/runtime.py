@@ -54,6 +54,7 @@ class Runtime:
         self.sources: dict[str, Path] = {}
         self.reranker: Reranker | None = None
         self._batchers: dict[tuple, MicroBatcher] = {}
+        self._index_calls = 0  # calls queued or running on the index thread
         # served texts are encoded through this LRU, never the on-disk cache (its writes rewrite a whole table)
         self.vector_lru = VectorLRU(settings.vector_cache_size)
         self.ready = False
@@ -127,7 +128,19 @@ class Runtime:
         return np.asarray(await batcher.submit(list(zip(queries, documents, strict=True))), dtype=np.float32)
 
     async def in_index_thread(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.index_executor, fn, *args)
+        self._index_calls += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.index_executor, fn, *args)
+        finally:
+            self._index_calls -= 1
+
+    def _one_trip(self, live: LiveIndex, mode: str) -> bool:
+        """Whether a dense search may encode on the index thread: only when both threads are idle, so it is
+        a batch of one either way and no other model call runs beside it."""
+        if not self.settings.one_trip_search or mode != "dense" or self._index_calls:
+            return False
+        batcher = self._batchers.get(("encode-query", id(live.encoder.query)))
+        return batcher is None or batcher.idle
 
     # ---- search ----------------------------------------------------------------------------------------
     @staticmethod
@@ -154,7 +167,11 @@ class Runtime:
         return outcome
 
     def _search_and_fetch(self, live: LiveIndex, request, mode, vectors, min_relevance, k, passes, timer: Timer):
-        """Search, then read the hits' texts when needed: one trip to the index thread, not two."""
+        """Search, then read the hits' texts when needed: one trip to the index thread, not two. With no
+        ``vectors``, encode the queries first (the one-trip dense path)."""
+        if vectors is None and mode != "lexical":
+            with timer.stage("encode"):
+                vectors = live.encoder.query.encode_in_memory(request.texts, "query", self.vector_lru)
         with timer.stage("search"):
             outcome = self._search(live, request, mode, vectors, min_relevance, k, passes)
         ids = (sorted({h.id for hits in outcome.hits for h in hits})
@@ -188,7 +205,8 @@ class Runtime:
         mode = request.mode or default_mode(live)
         require_store(live.store, mode, request.where, live.name)  # a 409 before the FTS pass, not a 500 in it
         min_relevance = self._min_relevance(request, live, mode)
-        vectors, passes = (None, None) if mode == "lexical" else await self._encode_query(live, request, mode, timer)
+        one_trip = mode == "lexical" or self._one_trip(live, mode)
+        vectors, passes = (None, None) if one_trip else await self._encode_query(live, request, mode, timer)
         depth = max(request.top_k, request.rerank_depth if request.rerank else 0)
         outcome, docs = await self.in_index_thread(self._search_and_fetch, live, request, mode, vectors,
                                                    min_relevance, depth, passes, timer)

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
 
     batch_max_size: int = 64
     batch_wait_ms: float = 2.0
+    one_trip_search: bool = Field(True, description="A dense search arriving when the encoder and the index are "
+                                                    "idle encodes, searches and fetches in one trip to the index "
+                                                    "thread instead of two hops (issue 18); false: always two")
     vector_cache_size: int = Field(4096, ge=0, description="Texts whose vectors the service keeps in memory (an "
                                                            "LRU; 0: encode every text). It never writes the "
                                                            "on-disk embedding cache")
