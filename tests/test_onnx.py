@@ -126,6 +126,23 @@ def test_resolve_backend_refuses_missing_and_stale_exports() -> None:
         resolve_backend("tensorrt", export, "old", "m")
 
 
+def test_a_listed_but_missing_onnx_file_is_skipped_by_auto_and_refused_by_name(tmp_path: Path, caplog) -> None:
+    """export.json lists an int8 file the folder lacks (a copied or pruned folder): auto falls back to the
+    next file on disk, an explicit request names the missing file instead of failing inside ONNX Runtime."""
+    (tmp_path / "model_O2.onnx").write_bytes(b"x")
+    export = ExportManifest(kind="bi-encoder", model_fingerprint="f", max_length=64, backends={
+        "onnx": ExportedFile(file="model_O2.onnx", passed=True),
+        "onnx-int8": ExportedFile(file="model_qint8_avx2.onnx", passed=True)})
+    with caplog.at_level("WARNING"):
+        assert resolve_backend("auto", export, "f", "m", folder=tmp_path) == "onnx"
+    assert "model_qint8_avx2.onnx is missing" in caplog.text
+    with pytest.raises(ModelError, match=r"lists model_qint8_avx2\.onnx, which is missing .*--quantize int8$"):
+        resolve_backend("onnx-int8", export, "f", "m", folder=tmp_path)
+    (tmp_path / "model_O2.onnx").unlink()
+    assert resolve_backend("auto", export, "f", "m", folder=tmp_path) == "torch"
+    assert resolve_backend("auto", export, "f", "m") == "onnx-int8"  # no folder given: the manifest alone
+
+
 def test_index_manifest_records_the_backend_and_a_mismatch_warns(model_dir: Path, tiny_dir: Path, tmp_path: Path,
                                                                  caplog, minilm) -> None:
     from retriever.data import load_beir

@@ -8,6 +8,7 @@ attention, LayerNorm and GELU, from ``--optimize``), ``model_qint8_<isa>.onnx`` 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ ONNX_DIR_ENV = "RETRIEVER_ONNX_DIR"
 BACKEND_ENV = "RETRIEVER_BACKEND"
 EXPORT_FILE = "export.json"
 BACKENDS = ("torch", "onnx", "onnx-int8")
+logger = logging.getLogger(__name__)
 FASTEST_FIRST = ("onnx-int8", "onnx")  # what "auto" tries, in order, before torch
 
 
@@ -80,17 +82,30 @@ def check_backend_name(name: str) -> str:
     return name
 
 
-def resolve_backend(requested: str, export: ExportManifest | None, fingerprint: str, model: str) -> str:
+def resolve_backend(requested: str, export: ExportManifest | None, fingerprint: str, model: str,
+                    folder: Path | None = None) -> str:
     """The backend to run: ``auto`` is the fastest one that passed its guard, else torch. An explicit ONNX
-    backend must have been exported and guarded for exactly these weights."""
+    backend must have been exported and guarded for exactly these weights. With ``folder`` (the export's
+    folder), a file that ``export.json`` lists but the folder lacks (a copied or pruned folder) is skipped by
+    ``auto`` and refused by name when asked for."""
     check_backend_name(requested)
     if requested == "torch":
         return "torch"
     stale = export is not None and export.model_fingerprint != fingerprint
+
+    def on_disk(backend: str) -> bool:
+        return folder is None or (folder / export.backends[backend].file).is_file()
+
     if requested == "auto":
         if export is None or stale:
             return "torch"
-        return next((b for b in FASTEST_FIRST if b in export.backends and export.backends[b].passed), "torch")
+        usable = [b for b in FASTEST_FIRST if b in export.backends and export.backends[b].passed]
+        for backend in usable:
+            if on_disk(backend):
+                return backend
+            logger.warning("the %s export of '%s' is listed in export.json but %s is missing; skipping it",
+                           backend, model, export.backends[backend].file)
+        return "torch"
     hint = f"run: retriever export onnx {model}" + (" --quantize int8" if requested == "onnx-int8" else "")
     if export is None or requested not in export.backends:
         raise ModelError(f"model '{model}' has no {requested} export; {hint}")
@@ -99,6 +114,9 @@ def resolve_backend(requested: str, export: ExportManifest | None, fingerprint: 
     entry = export.backends[requested]
     if not entry.passed:
         raise ModelError(f"the {requested} export of '{model}' failed its quality guard ({entry.reason})")
+    if not on_disk(requested):
+        raise ModelError(f"the {requested} export of '{model}' lists {entry.file}, which is missing from "
+                         f"{folder}; {hint}")
     return requested
 
 

@@ -81,7 +81,7 @@ def open_export(target: str, model_id: str, fingerprint: str, backend: str) -> t
     """Resolve ``backend`` for a model and open its ONNX file; ``("torch", None)`` when torch it is."""
     folder = onnx_folder(target, model_id)
     export = read_export(folder)
-    resolved = resolve_backend(backend, export, fingerprint, model_id)
+    resolved = resolve_backend(backend, export, fingerprint, model_id, folder=folder)
     if resolved == "torch":
         return resolved, None
     assert export is not None
