@@ -23,6 +23,7 @@ from retriever.rerank.first_stage import FirstStageSpec, first_stage_runs
 from retriever.rerank.interpolate import interpolate_runs, pick_weight
 
 logger = logging.getLogger("bench.rerankers")
+UNTRAINED = ("random", "none")  # the baseline objectives: no training run behind them
 
 
 class RandomReranker:
@@ -122,8 +123,9 @@ def evaluate_reranker(data, dataset: str, objective: str, path: str, summary: di
         test_run = runs["test"]
         qrels = {q: qrels_test[q] for q in test_run}
         reranked = rerank_split(data, test_run, reranker, settings.depth)
-        name = f"{label}>>{short_here}{objective}" + (f" [{settings.tag}]" if settings.tag else "")
-        name += settings.label_extra
+        name = f"{label}>>{short_here}{objective}"
+        if objective not in UNTRAINED:  # the tag and budget describe a training run
+            name += (f" [{settings.tag}]" if settings.tag else "") + settings.label_extra
         seconds = reranker.seconds + summary["train_seconds"]
         record(dataset, "test", f"rerank-{short_here}{objective}", name,
                _metrics(qrels, reranked, test_run, settings.depth, extra), seconds)

@@ -22,7 +22,7 @@ from pathlib import Path
 import typer
 
 from bench.common import MODELS, ensure_index
-from bench.rerank_eval import EvalSettings, evaluate_first_stages, parse_first_stage
+from bench.rerank_eval import UNTRAINED, EvalSettings, evaluate_first_stages, parse_first_stage
 from bench.results import ROOT
 from retriever.data import load_dataset
 from retriever.errors import RetrieverError
@@ -115,7 +115,7 @@ def main(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     specs = checked_first_stages(first_stages or [f"{dataset}-zero-shot"], dataset)  # before any training
     data = load_dataset(dataset)
-    learned = [o for o in objectives if o not in ("random", "none")]
+    learned = [o for o in objectives if o not in UNTRAINED]
     if model_dir is not None and len(learned) != 1:
         raise typer.BadParameter("--model-dir holds one reranker: give exactly one trained --objective")
     recipe = dict(n_hard=n_hard, n_easy=n_easy, max_groups=max_groups, batch_size=batch_size, epochs=epochs,
@@ -126,7 +126,7 @@ def main(
     trained: dict[str, tuple[str, dict]] = {}
     logs = {}
     for objective in objectives:
-        if objective in ("random", "none"):
+        if objective in UNTRAINED:
             path = "random" if objective == "random" else RerankerConfig(arch=arch).start_model
             trained[objective] = (path, {"train_seconds": 0.0})
             continue

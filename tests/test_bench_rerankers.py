@@ -59,3 +59,29 @@ def test_the_sft_positive_weight_reaches_the_trainer(monkeypatch: pytest.MonkeyP
     rerankers.train_objective(None, "scifact", "cross-encoder", "sft", tmp_path / "out", tmp_path / "neg.json",
                               recipe)
     assert seen["config"].sft_pos_weight == 7.0 and seen["config"].objective == "sft"
+
+
+def test_only_trained_rows_carry_the_runs_tag_and_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    names: dict[str, str] = {}
+
+    class Qrels:
+        def qrels(self, split):
+            return {"q": {"d": 1}}
+
+    class Fake:
+        seconds, pairs_per_s = 0.0, 1.0
+
+    monkeypatch.setattr(rerank_eval, "load_reranker", lambda *a, **k: Fake())
+    monkeypatch.setattr(rerank_eval, "CachingReranker", lambda inner: Fake())
+    monkeypatch.setattr(rerank_eval, "_prescore", lambda *a: None)
+    monkeypatch.setattr(rerank_eval, "rerank_split", lambda *a: {})
+    monkeypatch.setattr(rerank_eval, "_metrics", lambda *a: {})
+    monkeypatch.setattr(rerank_eval, "save_run", lambda *a: None)
+    monkeypatch.setattr(rerank_eval, "record", lambda dataset, split, method, name, *a: names.setdefault(method, name))
+    settings = rerank_eval.EvalSettings(20, 160, 42, "640g", None, None, None, False, " (640 groups)")
+    runs = {"list": {"test": {"q": {"d": 1.0}}}}
+    for objective in ("none", "random", "cl"):
+        rerank_eval.evaluate_reranker(Qrels(), "scifact", objective, "model", {"train_seconds": 0.0}, runs, "lm",
+                                      settings)
+    assert names == {"rerank-lm-none": "list>>lm-none", "rerank-random": "list>>random",
+                     "rerank-lm-cl": "list>>lm-cl [640g] (640 groups)"}
