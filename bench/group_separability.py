@@ -4,7 +4,8 @@ builds them (``training.rerank_data.build_groups``).
 
 A group whose positive scores below its hard negatives for a model that already ranks the test lists well
 is a group whose label says little: the win rates say how much signal a reranker's loss can find there.
-NFCorpus' graded positives are split by grade. Reads cached document vectors (no corpus encode).
+Where the training qrels are graded, each grade gets a row of its own too (BEIR's NFCorpus train split is
+not graded). Reads cached document vectors (no corpus encode).
 
     python -m bench.group_separability --dataset nfcorpus --rows query --max-groups 640
 """
@@ -50,7 +51,10 @@ def main(dataset: str = typer.Option("scifact"), rows: str = typer.Option("pair"
          seed: int = typer.Option(42)) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = load_dataset(dataset)
-    negatives = read_negatives(MODELS / f"{dataset}-negatives.json").negatives
+    path = MODELS / f"{dataset}-negatives.json"
+    if not path.is_file():
+        raise typer.BadParameter(f"no {path}: bench.rerankers mines it on its first training run")
+    negatives = read_negatives(path).negatives
     groups = build_groups(data, "train", negatives, n_hard, n_easy, max_groups=max_groups, seed=seed, rows=rows)
     index, _, encoder = open_index(INDEXES / f"{dataset}-zero-shot")
     scores = group_scores(index, encoder, data, groups)
@@ -58,7 +62,8 @@ def main(dataset: str = typer.Option("scifact"), rows: str = typer.Option("pair"
     qrels = data.qrels("train")
     grades = np.array([qrels[q][docs[0]] for q, docs in zip(groups.query_ids, groups.docs, strict=True)])
     label = f"zero-shot cosine, {len(groups)} train groups{rows_label(rows)}"
-    for grade in [None, *sorted(set(grades.tolist()))] if len(set(grades.tolist())) > 1 else [None]:
+    levels = sorted(set(grades.tolist()))
+    for grade in [None, *(levels if len(levels) > 1 else [])]:
         keep = np.ones(len(grades), bool) if grade is None else grades == grade
         metrics = separability(scores[keep], kinds)
         name = label + ("" if grade is None else f", positives of grade {grade}")
